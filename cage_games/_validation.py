@@ -1,0 +1,75 @@
+"""Front-door argument checks shared by the public API.
+
+Every check raises ``TypeError`` or ``ValueError`` whose message names the argument and says
+what is expected, so that a bad input fails early and clearly instead of leaking NaN later.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_vector(x: object, name: str, *, n: int | None = None, allow_neg_inf: bool = False) -> np.ndarray:
+    """Return `x` as a read-only 1-D float64 array, checking shape and finiteness.
+
+    Parameters
+    ----------
+    x : array_like
+        The values.
+    name : str
+        The argument's name, used in error messages.
+    n : int, optional
+        Required length.
+    allow_neg_inf : bool
+        Whether ``-inf`` entries are allowed (never NaN or ``+inf``).
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be a 1-D array of numbers, got {type(x).__name__}")
+    try:
+        arr = np.array(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a 1-D array of real numbers ({exc})") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per action), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: a game needs at least one action")
+    if n is not None and arr.size != n:
+        raise ValueError(
+            f"{name} has {arr.size} entries but the game has {n} actions; give one value per action"
+        )
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN at positions {np.flatnonzero(np.isnan(arr))[:5].tolist()}")
+    bad = np.isposinf(arr) | (np.isneginf(arr) if not allow_neg_inf else False)
+    if np.any(bad):
+        raise ValueError(
+            f"{name} must be finite; infinite at positions {np.flatnonzero(bad)[:5].tolist()}"
+        )
+    arr.setflags(write=False)
+    return arr
+
+
+def as_scalar(x: object, name: str, *, minimum: float | None = None, strict: bool = False) -> float:
+    """Return `x` as a finite float, optionally bounded below (``> minimum`` when `strict`)."""
+    if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    val = float(x)
+    if not np.isfinite(val):
+        raise ValueError(f"{name} must be finite, got {val}")
+    if minimum is not None:
+        if strict and not val > minimum:
+            raise ValueError(f"{name} must be > {minimum}, got {val}")
+        if not strict and val < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {val}")
+    return val
+
+
+def as_int(x: object, name: str, *, minimum: int = 0) -> int:
+    """Return `x` as an int >= `minimum`."""
+    if isinstance(x, bool) or not isinstance(x, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(x).__name__}")
+    val = int(x)
+    if val < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {val}")
+    return val
