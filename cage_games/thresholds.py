@@ -48,6 +48,9 @@ class Evaluation:
     policy: np.ndarray  # (n,)
     log_policy: np.ndarray  # (n,)
     J: np.ndarray | None = None  # (m, m)
+    d: np.ndarray | None = None  # (m, n) r - gamma, kept to form J later
+    w: np.ndarray | None = None  # (m, n) (u - tau - c) / beta
+    Ew: np.ndarray | None = None  # (m,)
 
 
 class ThresholdSystem:
@@ -57,6 +60,8 @@ class ThresholdSystem:
     ----------
     game : CommonAgencyGame
         A game with ``beta > 0``.
+    beta : float, optional
+        Use this temperature instead of the game's, holding ``v`` fixed (a homotopy).
 
     Attributes
     ----------
@@ -72,8 +77,10 @@ class ThresholdSystem:
         whatever the other thresholds (design note fact 3), so a root lies inside.
     """
 
-    def __init__(self, game: CommonAgencyGame) -> None:
-        beta = game.beta
+    def __init__(self, game: CommonAgencyGame, beta: float | None = None) -> None:
+        # ``beta`` overrides the game's temperature with ``v`` held fixed (used by the
+        # temperature continuation of the Newton solver).
+        beta = game.beta if beta is None else float(beta)
         if not beta > 0:
             raise ValueError("the threshold system needs beta > 0 (beta = 0 is a menu auction)")
         self.game = game
@@ -82,6 +89,7 @@ class ThresholdSystem:
         self.r = game.utilities / beta
         self.nu = np.where(self.support, game.agent.utility / beta, -np.inf)
         self.kappa = game.caps / beta
+        self.uncapped = ~np.isfinite(self.kappa)
         rs = self.r[:, self.support]
         self.lower = rs.min(axis=1)
         self.upper = rs.max(axis=1) + 1.0
@@ -105,14 +113,20 @@ class ThresholdSystem:
         pi = np.exp(logp)
         w = d - tau  # (u_i - tau_i - c_i) / beta
         Ew = w @ pi
-        G = -1.0 - Ew
-        J = None
+        ev = Evaluation(gamma=gamma, G=-1.0 - Ew, policy=pi, log_policy=logp, d=d, w=w, Ew=Ew)
         if jacobian:
-            A = ((d > 0.0) & (d < self.kappa[:, None])).astype(np.float64)
-            EA = A @ pi
-            J = ((w - Ew[:, None]) * pi) @ A.T
+            self.add_jacobian(ev)
+        return ev
+
+    def add_jacobian(self, ev: Evaluation) -> Evaluation:
+        """Fill in ``ev.J`` from the pieces kept by :meth:`evaluate` (no new softmax)."""
+        if ev.J is None:
+            A = ((ev.d > 0.0) & (ev.d < self.kappa[:, None])).astype(np.float64)
+            EA = A @ ev.policy
+            J = ((ev.w - ev.Ew[:, None]) * ev.policy) @ A.T
             J[np.diag_indices_from(J)] += 1.0 - EA
-        return Evaluation(gamma=gamma, G=G, policy=pi, log_policy=logp, J=J)
+            ev.J = J
+        return ev
 
     def residual(self, thresholds: np.ndarray) -> np.ndarray:
         """Scaled residual ``G(c) / beta`` at thresholds ``c`` in utility units."""
