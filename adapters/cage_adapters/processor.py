@@ -1,0 +1,682 @@
+"""Logits processors: decode from the common-agency equilibrium (or the linear-mixing baseline).
+
+At each step and for each row of the batch:
+
+1. **Candidates** ``C``: the top-k and/or top-p tokens of the base distribution ``p0`` (the
+   processor's input scores, after any processor placed before it). Ids beyond the tokenizer's
+   vocabulary (models whose logits are padded wider than the tokenizer) are never candidates.
+2. **Rewards**: each objective scores the candidates; rewards are normalised per row
+   (``Objective.normalize``) and weighted, ``u_i = w_i * r_i``.
+3. **Game**: agent utility ``v = beta * log p0`` on ``C``, principals' utilities ``u_i``, solved
+   for the Nash equilibrium in transfers by :func:`cage_games.torch.solve_batch` (batched, on
+   the scores' device). The new scores are ``log pi*`` on ``C`` and ``-inf`` elsewhere.
+
+Two knobs, kept separate:
+
+- ``weights`` set the **trade-off** between objectives (shape ``(m,)`` or one row per request);
+- the **strength** is either ``beta`` (fixed; only ``u / beta`` matters) or ``target_kl``: the
+  KL divergence per token ``KL(pi || p0|C)`` to reach. In target-KL mode a one-dimensional root
+  is found per row and step on a common scale of the stakes: ``u_i = s * w_i * r_i`` with
+  ``s = beta / beta_eff``; equivalently the agent's temperature ``beta_eff`` is searched with
+  ``v = beta_eff * log p0`` (the game only depends on ``u / beta``). ``p0|C`` is the base
+  distribution renormalised on the candidates, so ``KL = 0`` means "the base model, truncated".
+
+:class:`LinearMixingProcessor` is the baseline ``pi ∝ p0 * exp(sum_i w_i r_i / beta)`` with the
+same candidates, normalisation and target-KL mode, so the two are compared at matched KL.
+Linear tilting is the exact maximiser of ``sum_i w_i E_pi[r_i] - beta KL(pi || p0)`` per token:
+the equilibrium cannot beat it on expected token reward, only on outcomes judged on whole texts
+or on other criteria (balance between objectives, damping of outlier rewards).
+
+Decoding modes: greedy takes ``argmax pi*``; sampling samples from ``pi*`` (warpers such as
+temperature or top-k set in ``generate`` act after this processor); **beam search** ranks beams by
+the cumulative ``log pi*`` of the equilibrium policies met along each beam, i.e. it searches for
+likely sequences under the per-token equilibrium policy (not a sequence-level equilibrium).
+
+Failures never corrupt generation: a row whose solve does not converge (or returns non-finite
+values) falls back to ``p0|C`` for that step and is flagged in the trace.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor
+
+from cage_adapters.objectives import Objective, StepContext, normalize_rewards
+from cage_adapters.vocab import same_vocabulary
+
+__all__ = ["CageLogitsProcessor", "LinearMixingProcessor", "StepRecord", "Trace"]
+
+_END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "</s>", "<eos>")
+
+
+@dataclass
+class StepRecord:
+    """One decoding step of a processor (arrays are numpy, one row per batch row).
+
+    Attributes
+    ----------
+    step : int
+        Index of the generated token this step chose (0 = first new token).
+    active : (B,) bool
+        Rows still generating; the others were left untouched.
+    candidates : (B, k) int
+        Candidate token ids; ``cand_mask`` tells the real ones.
+    cand_mask : (B, k) bool
+    n_candidates : (B,) int
+    thresholds : (B, m) float
+        Equilibrium thresholds ``c_i`` in units of ``beta_eff`` (NaN for inactive or
+        fallback rows, and for the linear baseline).
+    transfers : (B, m, k) float
+        ``tau_i(a) / beta_eff``: the log-boost principal ``i`` pays on each candidate (for the
+        linear baseline: ``w_i r_i / beta_eff``, its tilt).
+    shares : (B, m) float
+        Each objective's share of the expected transfers ``E_pi[tau_i] / sum_j E_pi[tau_j]``
+        (0 when nobody pays).
+    residual : (B,) float
+        Scaled residual of the threshold system (0 for the linear baseline).
+    nit : (B,) int
+    success : (B,) bool
+    fallback : (B,) bool
+        Rows that fell back to the base distribution this step.
+    kl : (B,) float
+        ``KL(pi || p0|C)`` in nats.
+    beta : (B,) float
+        The temperature used (in target-KL mode: the root found).
+    kl_reached : (B,) bool
+        Target-KL mode: whether the target was bracketed (False when even the strongest scale
+        moves the policy less, e.g. when every reward ties).
+    solve_seconds : float
+        Wall time of the equilibrium solves of this step.
+    reward_seconds : float
+        Wall time spent computing the objectives' rewards.
+    total_seconds : float
+        Wall time of the whole processor call.
+    """
+
+    step: int
+    active: np.ndarray
+    candidates: np.ndarray
+    cand_mask: np.ndarray
+    n_candidates: np.ndarray
+    thresholds: np.ndarray
+    transfers: np.ndarray
+    shares: np.ndarray
+    residual: np.ndarray
+    nit: np.ndarray
+    success: np.ndarray
+    fallback: np.ndarray
+    kl: np.ndarray
+    beta: np.ndarray
+    kl_reached: np.ndarray
+    solve_seconds: float
+    reward_seconds: float
+    total_seconds: float
+
+
+class Trace(list):
+    """The per-step records of the last generation (a list of :class:`StepRecord`)."""
+
+    names: list[str]
+
+    def __init__(self, names: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.names = list(names)
+
+    def summary(self) -> dict[str, float]:
+        """Means over active rows and steps: KL, candidates, fallbacks, shares, timings."""
+        if not self:
+            return {"steps": 0}
+        act = np.concatenate([r.active for r in self])
+        kl = np.concatenate([r.kl for r in self])[act]
+        fb = np.concatenate([r.fallback for r in self])[act]
+        nc = np.concatenate([r.n_candidates for r in self])[act]
+        shares = np.concatenate([r.shares for r in self])[act]
+        out = {
+            "steps": float(len(self)),
+            "mean_kl": float(kl.mean()) if kl.size else 0.0,
+            "mean_candidates": float(nc.mean()) if nc.size else 0.0,
+            "fallback_rate": float(fb.mean()) if fb.size else 0.0,
+            "solve_seconds": float(sum(r.solve_seconds for r in self)),
+            "reward_seconds": float(sum(r.reward_seconds for r in self)),
+            "processor_seconds": float(sum(r.total_seconds for r in self)),
+        }
+        for i, name in enumerate(self.names):
+            out[f"share[{name}]"] = float(shares[:, i].mean()) if shares.size else 0.0
+        return out
+
+    def payments(self, sequences: Any, prompt_len: int | None = None,
+                 row: int = 0) -> list[dict[str, Any]]:
+        """Who paid for which token: one entry per step of ``row``.
+
+        Parameters
+        ----------
+        sequences : torch.LongTensor or array, shape (B, L)
+            What ``generate`` returned (prompt + generated ids).
+        prompt_len : int, optional
+            Width of the prompt part (default: ``L - len(self)``; give it when rows stopped
+            early, i.e. when ``generate`` returned fewer columns than steps recorded).
+        row : int
+
+        Returns
+        -------
+        list of dict
+            ``step``, ``token`` (id), ``p`` (its equilibrium probability), ``kl``,
+            ``fallback`` and ``paid``: ``{objective: tau_i(token) / beta_eff}`` (``None`` when
+            the token was not a candidate or the row had finished).
+        """
+        seq = np.asarray(sequences.tolist() if hasattr(sequences, "tolist") else sequences)
+        if prompt_len is None:
+            prompt_len = seq.shape[1] - len(self)
+        out = []
+        for rec in self:
+            pos = prompt_len + rec.step
+            if pos >= seq.shape[1] or not rec.active[row]:
+                break
+            tok = int(seq[row, pos])
+            hit = np.flatnonzero((rec.candidates[row] == tok) & rec.cand_mask[row])
+            paid = None
+            if hit.size:
+                j = int(hit[0])
+                paid = {n: float(rec.transfers[row, i, j]) for i, n in enumerate(self.names)}
+            out.append({"step": rec.step, "token": tok, "paid": paid, "kl": float(rec.kl[row]),
+                        "fallback": bool(rec.fallback[row]), "beta": float(rec.beta[row])})
+        return out
+
+
+def _as_weights(weights: Any, m: int) -> torch.Tensor:
+    try:
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64), dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"weights must be numbers, shape ({m},) or (batch, {m})") from None
+    if w.ndim == 1:
+        w = w.unsqueeze(0)
+    if w.ndim != 2 or w.shape[1] != m:
+        raise ValueError(
+            f"weights has shape {tuple(np.shape(weights))} but there are {m} objectives; give "
+            f"one weight per objective, shape ({m},) or (batch, {m})"
+        )
+    if w.shape[0] == 0:
+        raise ValueError("weights has no rows; give shape (m,) or (batch, m)")
+    if not torch.isfinite(w).all():
+        raise ValueError("weights must be finite numbers")
+    if (w < 0).any():
+        raise ValueError(
+            f"weights must be >= 0 (got {w.min().item():g}); a weight is how much the objective "
+            "counts, not its direction: negate the objective instead"
+        )
+    return w
+
+
+class _GameProcessor(LogitsProcessor):
+    """Shared machinery: validation, generation tracking, candidates, rewards, trace."""
+
+    kind = "game"
+
+    def __init__(self, objectives: Sequence[Objective], weights: Any = None, *,
+                 beta: float = 1.0, target_kl: float | None = None, top_k: int | None = 20,
+                 top_p: float | None = None, eos_token_id: int | Sequence[int] | None = None,
+                 record: bool = True) -> None:
+        objectives = list(objectives) if objectives is not None else []
+        if not objectives:
+            raise ValueError("objectives is empty: give at least one Objective (the principals)")
+        for o in objectives:
+            if not isinstance(o, Objective):
+                raise TypeError(
+                    f"objectives must be Objective instances (see cage_adapters.objectives), got "
+                    f"{type(o).__name__}"
+                )
+        tok = objectives[0].tokenizer
+        for o in objectives[1:]:
+            if not same_vocabulary(tok, o.tokenizer):
+                raise ValueError(
+                    f"objective {o.name!r} was built with a different base tokenizer than "
+                    f"{objectives[0].name!r}; build every objective with the base model's "
+                    "tokenizer (guide models with another vocabulary take a vocab_map)"
+                )
+        names = [o.name for o in objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objective names must be unique, got {names}")
+        m = len(objectives)
+        self.objectives = objectives
+        self.tokenizer = tok
+        self.weights = _as_weights(np.ones(m) if weights is None else weights, m)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (
+                math.isfinite(beta) and beta > 0):
+            raise ValueError(f"beta must be a positive finite number, got {beta!r}")
+        self.beta = float(beta)
+        if target_kl is not None:
+            if isinstance(target_kl, bool) or not isinstance(target_kl, (int, float)) or not (
+                    math.isfinite(target_kl) and target_kl > 0):
+                raise ValueError(
+                    f"target_kl must be a positive number of nats per token, got {target_kl!r} "
+                    "(use None for a fixed beta)"
+                )
+            target_kl = float(target_kl)
+        self.target_kl = target_kl
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                                  or top_k < 1):
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+        if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+        self.top_k, self.top_p = top_k, (None if top_p is None else float(top_p))
+        self.vocab_size = len(tok)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else -1
+        self.eos_ids = self._eos_ids(tok, eos_token_id)
+        self.record = record
+        self.trace = Trace(names)
+        self._prev: torch.Tensor | None = None
+        self._prompt_len = 0
+        self._finished: torch.Tensor | None = None
+
+    @staticmethod
+    def _eos_ids(tok: Any, eos_token_id: Any) -> frozenset[int]:
+        if eos_token_id is not None:
+            ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+            return frozenset(int(i) for i in ids)
+        ids = set()
+        if tok.eos_token_id is not None:
+            ids.add(int(tok.eos_token_id))
+        vocab = tok.get_vocab()
+        for marker in _END_MARKERS:
+            if marker in vocab:
+                ids.add(int(vocab[marker]))
+        return frozenset(ids)
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    # -- generation tracking ---------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the current generation (done automatically when a new one starts)."""
+        self._prev = None
+        self._finished = None
+
+    def _track(self, input_ids: torch.Tensor) -> tuple[bool, torch.Tensor | None]:
+        """Return (first step?, parent rows) and update the finished mask."""
+        prev = self._prev
+        B, L = input_ids.shape
+        first, parent = True, None
+        if prev is not None and prev.shape[0] == B and prev.shape[1] == L - 1:
+            head = input_ids[:, :-1]
+            if torch.equal(head, prev):
+                first = False
+            else:  # beam search reorders rows: find each row's parent
+                index = {tuple(r): i for i, r in enumerate(prev.tolist())}
+                rows = [index.get(tuple(r)) for r in head.tolist()]
+                if all(i is not None for i in rows):
+                    first = False
+                    parent = torch.as_tensor(rows, dtype=torch.long, device=input_ids.device)
+        if first:
+            self._prompt_len = L
+            self._finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
+            self.trace = Trace(self.names)
+        else:
+            assert self._finished is not None
+            fin = self._finished if parent is None else self._finished.index_select(0, parent)
+            last = input_ids[:, -1]
+            eos = torch.zeros_like(fin)
+            for e in self.eos_ids:
+                eos |= last == e
+            self._finished = fin | eos
+        self._prev = input_ids.clone()
+        return first, parent
+
+    def _row_weights(self, B: int, device: torch.device) -> torch.Tensor:
+        w = self.weights
+        R = w.shape[0]
+        if R == B:
+            return w.to(device)
+        if R == 1:
+            return w.to(device).expand(B, -1)
+        if B % R == 0:  # num_beams / num_return_sequences expand each request consecutively
+            return w.to(device).repeat_interleave(B // R, dim=0)
+        raise ValueError(
+            f"weights has {R} rows but the batch has {B} rows; give one row per request "
+            "(or a single row for all)"
+        )
+
+    # -- candidates ------------------------------------------------------------------------
+    def _candidates(self, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        V = logp.shape[1]
+        k = V if self.top_k is None else min(self.top_k, V)
+        if self.top_p is not None or k < V:
+            vals, idx = torch.topk(logp, k, dim=1)
+        else:
+            vals, idx = logp, torch.arange(V, device=logp.device).expand_as(logp)
+        mask = torch.isfinite(vals)
+        if self.top_p is not None:
+            probs = torch.where(mask, vals.exp(), torch.zeros_like(vals))
+            before = torch.cumsum(probs, dim=1) - probs
+            mask &= before < self.top_p
+            width = int(mask.sum(dim=1).max().item())
+            idx, mask = idx[:, :width], mask[:, :width]
+        return idx, mask
+
+    # -- the policy (subclasses) -----------------------------------------------------------
+    def _policy(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
+                beta: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _stake_range(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per row, the largest spread ``max - min`` of a principal's utility (>= 1e-6)."""
+        big = torch.finfo(u.dtype).max
+        m3 = mask.unsqueeze(1)
+        hi = torch.where(m3, u, torch.full_like(u, -big)).amax(dim=2)
+        lo = torch.where(m3, u, torch.full_like(u, big)).amin(dim=2)
+        return (hi - lo).amax(dim=1).clamp_min(1e-6)
+
+    def _solve_target(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor
+                      ) -> dict[str, torch.Tensor]:
+        """Target-KL mode: per row, the temperature whose policy has KL = target."""
+        target = self.target_kl
+        assert target is not None
+        N = logq.shape[0]
+        dev = logq.device
+        hi = self._stake_range(u, mask) * 2.0
+        G = 8
+        expo = torch.linspace(0.0, -4.0, G, device=dev)
+        grid = hi.unsqueeze(1) * torch.pow(10.0, expo).unsqueeze(0)  # (N, G), beta decreasing
+        rep = lambda t: t.repeat_interleave(G, dim=0)  # noqa: E731
+        res = self._policy(rep(logq), rep(u), rep(mask), grid.reshape(-1))
+        kl = res["kl"].view(N, G)
+        ftarget = math.log(target)
+        f = torch.log(kl.clamp_min(1e-12)) - ftarget  # increasing along the grid
+        best = _select(res, (f.abs()).argmin(dim=1), N, G)
+        above = f >= 0
+        reached = above.any(dim=1)
+        j = torch.where(reached, above.float().argmax(dim=1), torch.full_like(reached, G - 1,
+                                                                           dtype=torch.long))
+        j = j.clamp_min(1)
+        x = torch.log(grid)
+        ja, jb = (j - 1).unsqueeze(1), j.unsqueeze(1)
+        xa, xb = x.gather(1, ja).squeeze(1), x.gather(1, jb).squeeze(1)
+        fa, fb = f.gather(1, ja).squeeze(1), f.gather(1, jb).squeeze(1)
+        best["ferr"] = f.abs().amin(dim=1)
+        todo = reached & (best["ferr"] > 0.02)
+        for it in range(4):
+            if not bool(todo.any()):
+                break
+            denom = fb - fa
+            t = torch.where(denom.abs() > 1e-12, -fa / denom, torch.full_like(fa, 0.5))
+            t = t.clamp(0.05, 0.95) if it else t.clamp(0.0, 1.0)
+            xm = xa + t * (xb - xa)
+            rows = torch.nonzero(todo).squeeze(1)
+            r = self._policy(logq[rows], u[rows], mask[rows], xm[rows].exp())
+            fm = torch.log(r["kl"].clamp_min(1e-12)) - ftarget
+            # update brackets (f increasing as x decreases: xa > xb, fa < 0 <= fb)
+            left = fm < 0
+            xa_r, fa_r, xb_r, fb_r = xa[rows], fa[rows], xb[rows], fb[rows]
+            xa[rows] = torch.where(left, xm[rows], xa_r)
+            fa[rows] = torch.where(left, fm, fa_r)
+            xb[rows] = torch.where(left, xb_r, xm[rows])
+            fb[rows] = torch.where(left, fb_r, fm)
+            better = fm.abs() < best["ferr"][rows]
+            for key, val in r.items():
+                cur = best[key][rows]
+                shape = (-1,) + (1,) * (val.dim() - 1)
+                best[key][rows] = torch.where(better.view(shape), val, cur)
+            best["ferr"][rows] = torch.where(better, fm.abs(), best["ferr"][rows])
+            todo = todo.clone()
+            todo[rows] = best["ferr"][rows] > 0.02
+        best["kl_reached"] = reached
+        return best
+
+    # -- the call --------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor
+                 ) -> torch.FloatTensor:
+        t0 = time.perf_counter()
+        first, parent = self._track(input_ids)
+        B, V = scores.shape
+        dev = scores.device
+        w = self._row_weights(B, dev)
+        logits = scores.float()
+        if V > self.vocab_size:  # logits padded wider than the tokenizer: never candidates
+            logits = logits.clone()
+            logits[:, self.vocab_size:] = -math.inf
+        logp = torch.log_softmax(logits, dim=1)
+        cand, cmask = self._candidates(logp)
+        assert self._finished is not None
+        active = ~self._finished
+        cmask = cmask & active.unsqueeze(1)
+        ctx = StepContext(input_ids=input_ids, prompt_len=self._prompt_len, candidates=cand,
+                          cand_mask=cmask, active=active, parent=parent, first=first,
+                          tokenizer=self.tokenizer, pad_id=self.pad_id, eos_ids=self.eos_ids,
+                          base_logprobs=logp)
+        t1 = time.perf_counter()
+        rs = []
+        for o in self.objectives:
+            if first:
+                o.begin(ctx)
+            raw = o.rewards(ctx)
+            raw = torch.as_tensor(raw).to(dev, torch.float32)
+            if raw.shape != cand.shape:
+                raise ValueError(
+                    f"objective {o.name!r} returned rewards of shape {tuple(raw.shape)}; "
+                    f"expected {tuple(cand.shape)} (rows, candidates)"
+                )
+            bad = cmask & ~torch.isfinite(raw)
+            if bool(bad.any()):
+                raise ValueError(
+                    f"objective {o.name!r} returned a non-finite reward for "
+                    f"{int(bad.sum())} candidates; rewards must be finite numbers"
+                )
+            rs.append(normalize_rewards(raw, cmask, o.normalize))
+        r = torch.stack(rs, dim=1)  # (B, m, k)
+        t2 = time.perf_counter()
+
+        lp_c = torch.where(cmask, logp.gather(1, cand), torch.full_like(cand, -math.inf,
+                                                                        dtype=torch.float32))
+        logq = lp_c - torch.logsumexp(lp_c, dim=1, keepdim=True)  # p0 renormalised on C
+        rows = torch.nonzero(active & (cmask.sum(1) >= 2)).squeeze(1)
+        m = r.shape[1]
+        k = cand.shape[1]
+        out = torch.full_like(logits, -math.inf)
+        new = torch.where(cmask, logq, torch.full_like(logq, -math.inf))
+        thr = torch.full((B, m), math.nan, device=dev)
+        tra = torch.zeros((B, m, k), device=dev)
+        res_ = torch.zeros(B, device=dev)
+        nit = torch.zeros(B, dtype=torch.long, device=dev)
+        succ = torch.ones(B, dtype=torch.bool, device=dev)
+        kl = torch.zeros(B, device=dev)
+        beta_used = torch.full((B,), self.beta, device=dev)
+        reached = torch.ones(B, dtype=torch.bool, device=dev)
+        if rows.numel():
+            u = w[rows].unsqueeze(2) * r[rows]
+            mk = cmask[rows]
+            lq = torch.where(mk, logq[rows], torch.zeros_like(logq[rows]))
+            if self.target_kl is None:
+                res = self._policy(lq, u, mk, torch.full((rows.numel(),), self.beta, device=dev))
+                res["kl_reached"] = torch.ones(rows.numel(), dtype=torch.bool, device=dev)
+            else:
+                res = self._solve_target(lq, u, mk)
+            ok = res["success"] & _valid_log_policy(res["log_policy"], mk)
+            good = torch.where(ok.unsqueeze(1), res["log_policy"], logq[rows])
+            new[rows] = torch.where(mk, good, torch.full_like(good, -math.inf))
+            thr[rows] = torch.where(ok.unsqueeze(1), res["thresholds"],
+                                    torch.full_like(res["thresholds"], math.nan))
+            tra[rows] = torch.where(ok.view(-1, 1, 1), res["transfers"],
+                                    torch.zeros_like(res["transfers"]))
+            res_[rows] = res["residual"].to(res_.dtype)
+            nit[rows] = res["nit"].to(torch.long)
+            succ[rows] = ok
+            kl[rows] = torch.where(ok, res["kl"], torch.zeros_like(res["kl"]))
+            beta_used[rows] = res["beta"].to(beta_used.dtype)
+            reached[rows] = res["kl_reached"]
+        out.scatter_(1, cand, new)
+        out = torch.where(active.unsqueeze(1), out, logp)  # finished rows: left as they were
+        t3 = time.perf_counter()
+        if self.record:
+            pi = new.exp()
+            paid = (tra * pi.unsqueeze(1)).sum(2)
+            tot = paid.sum(1, keepdim=True)
+            shares = torch.where(tot > 0, paid / tot.clamp_min(1e-30), torch.zeros_like(paid))
+            step = input_ids.shape[1] - self._prompt_len
+            self.trace.append(StepRecord(
+                step=step, active=active.cpu().numpy(), candidates=cand.cpu().numpy(),
+                cand_mask=cmask.cpu().numpy(), n_candidates=cmask.sum(1).cpu().numpy(),
+                thresholds=thr.cpu().numpy(), transfers=tra.cpu().numpy(),
+                shares=shares.cpu().numpy(), residual=res_.cpu().numpy(),
+                nit=nit.cpu().numpy(), success=succ.cpu().numpy(),
+                fallback=(~succ & active).cpu().numpy(), kl=kl.cpu().numpy(),
+                beta=beta_used.cpu().numpy(), kl_reached=reached.cpu().numpy(),
+                solve_seconds=t3 - t2, reward_seconds=t2 - t1,
+                total_seconds=time.perf_counter() - t0,
+            ))
+        return out.to(scores.dtype)
+
+
+def _select(res: dict[str, torch.Tensor], j: torch.Tensor, N: int, G: int
+            ) -> dict[str, torch.Tensor]:
+    """Pick grid column ``j[n]`` of every (N*G, ...) result tensor."""
+    flat = torch.arange(N, device=j.device) * G + j
+    return {key: val.index_select(0, flat).clone() for key, val in res.items()}
+
+
+def _kl(logpi: torch.Tensor, logq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``KL(pi || q)`` over the candidates (entries with ``pi = 0`` contribute 0)."""
+    pi = torch.where(mask, logpi.exp(), torch.zeros_like(logpi))
+    live = mask & (pi > 0)
+    d = torch.where(live, logpi - logq, torch.zeros_like(logpi))
+    return torch.nan_to_num((pi * d).sum(1), nan=0.0).clamp_min(0.0)
+
+
+def _valid_log_policy(logpi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Rows whose log policy is a distribution on the candidates (no NaN, no +inf, sums to 1)."""
+    clean = ~torch.isnan(logpi).any(1) & ~(logpi == math.inf).any(1)
+    z = torch.logsumexp(torch.where(mask, logpi, torch.full_like(logpi, -math.inf)), dim=1)
+    return clean & (z.abs() < 1e-3)
+
+
+class CageLogitsProcessor(_GameProcessor):
+    """Decode from the common-agency equilibrium of the objectives (the principals).
+
+    Parameters
+    ----------
+    objectives : sequence of Objective
+        The principals, all built with the base model's tokenizer.
+    weights : array_like, shape (m,) or (batch, m), optional
+        Non-negative trade-off weights, ``u_i = w_i * r_i`` (default: all 1). With one row per
+        request, rows expanded by ``num_beams`` / ``num_return_sequences`` follow their request.
+    beta : float, default 1.0
+        The agent's temperature (strength: smaller moves the model more). Ignored in
+        target-KL mode except as the value reported when a row has no game.
+    target_kl : float, optional
+        Strength as KL per token, ``KL(pi || p0|C)`` in nats: a per-row, per-step root on the
+        stakes' scale (module doc). Typical useful values are 0.05 to 1.
+    top_k : int or None, default 20
+        Candidates: the ``top_k`` most likely tokens of the base model.
+    top_p : float, optional
+        Candidates: the smallest set with base probability ``>= top_p`` (within top-k if both).
+    eos_token_id : int or sequence of int, optional
+        Ids that end a response (default: the tokenizer's EOS and known end-of-turn markers).
+        Rows that emitted one are left untouched afterwards.
+    solver : callable, optional
+        ``solver(v, utilities, beta, mask=...)`` with the contract of
+        :func:`cage_games.torch.solve_batch` (the default).
+    solver_options : dict, optional
+        Extra keyword arguments for the solver (``tol``, ``max_iter``).
+    record : bool, default True
+        Keep a :class:`StepRecord` per step in :attr:`trace`.
+
+    Attributes
+    ----------
+    trace : Trace
+        The records of the current (last) generation.
+
+    Examples
+    --------
+    >>> from transformers import LogitsProcessorList  # doctest: +SKIP
+    >>> from cage_adapters import CageLogitsProcessor, load_default_model, objectives as obj
+    >>> model, tok = load_default_model()  # doctest: +SKIP
+    >>> proc = CageLogitsProcessor([obj.Sentiment(tok), obj.Brevity(tok)],
+    ...                            weights=[0.8, 0.2], beta=1.0, top_k=20)  # doctest: +SKIP
+    >>> ids = tok.apply_chat_template([{"role": "user", "content": "Hi"}],
+    ...     add_generation_prompt=True, return_tensors="pt", return_dict=True)  # doctest: +SKIP
+    >>> out = model.generate(**ids, logits_processor=LogitsProcessorList([proc]),
+    ...                      do_sample=True, max_new_tokens=20)  # doctest: +SKIP
+    """
+
+    kind = "cage"
+
+    def __init__(self, objectives: Sequence[Objective], weights: Any = None, *,
+                 beta: float = 1.0, target_kl: float | None = None, top_k: int | None = 20,
+                 top_p: float | None = None, eos_token_id: int | Sequence[int] | None = None,
+                 solver: Callable[..., Any] | None = None,
+                 solver_options: dict[str, Any] | None = None, record: bool = True) -> None:
+        super().__init__(objectives, weights, beta=beta, target_kl=target_kl, top_k=top_k,
+                         top_p=top_p, eos_token_id=eos_token_id, record=record)
+        if solver is None:
+            try:
+                from cage_games.torch import solve_batch as solver
+            except ImportError as e:
+                raise ImportError(
+                    "the batched equilibrium solver cage_games.torch.solve_batch is not "
+                    f"available ({e}); install cage-games with its torch extra"
+                ) from e
+        self.solver = solver
+        self.solver_options = dict(solver_options or {})
+
+    def _policy(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
+                beta: torch.Tensor) -> dict[str, torch.Tensor]:
+        v = beta.unsqueeze(1) * logq
+        try:
+            res = self.solver(v, u, beta, mask=mask, **self.solver_options)
+            logpi = res.log_policy.to(logq.dtype)
+            thr = res.thresholds.to(logq.dtype)
+            residual = torch.as_tensor(res.residual, device=logq.device).to(logq.dtype)
+            nit = torch.as_tensor(res.nit, device=logq.device)
+            success = torch.as_tensor(res.success, device=logq.device).bool()
+        except (RuntimeError, ValueError, FloatingPointError):
+            n, m = u.shape[0], u.shape[1]
+            logpi = logq.clone()
+            thr = torch.full((n, m), math.nan, device=logq.device)
+            residual = torch.full((n,), math.inf, device=logq.device)
+            nit = torch.zeros(n, dtype=torch.long, device=logq.device)
+            success = torch.zeros(n, dtype=torch.bool, device=logq.device)
+        success = success & torch.isfinite(thr).all(1)
+        tau = (u - thr.nan_to_num(0.0).unsqueeze(2)).clamp_min(0.0) * mask.unsqueeze(1)
+        b = beta.view(-1, 1, 1)
+        logpi = torch.where(mask, logpi, torch.zeros_like(logpi))
+        kl = torch.where(success, _kl(logpi, logq, mask), torch.zeros_like(beta))
+        return {"log_policy": logpi, "thresholds": thr / beta.unsqueeze(1),
+                "transfers": tau / b, "residual": residual, "nit": nit, "success": success,
+                "kl": kl, "beta": beta.clone()}
+
+
+class LinearMixingProcessor(_GameProcessor):
+    """The linear-mixing baseline: ``pi ∝ p0 * exp(sum_i w_i r_i / beta)`` on the candidates.
+
+    Same parameters as :class:`CageLogitsProcessor` (without the solver): same candidates,
+    per-objective normalisation, weights and target-KL mode, so the two can be compared at
+    matched KL. The trace's ``transfers`` hold each objective's tilt ``w_i r_i / beta``, shifted
+    so that its smallest value on the row is 0, and ``thresholds`` are NaN.
+    """
+
+    kind = "linear"
+
+    def _policy(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
+                beta: torch.Tensor) -> dict[str, torch.Tensor]:
+        b = beta.view(-1, 1)
+        tilt = u.sum(1) / b
+        z = torch.where(mask, logq + tilt, torch.full_like(logq, -math.inf))
+        logpi = z - torch.logsumexp(z, dim=1, keepdim=True)
+        logpi = torch.where(mask, logpi, torch.zeros_like(logpi))
+        n, m = u.shape[0], u.shape[1]
+        per = u / b.unsqueeze(2)
+        per = (per - per.masked_fill(~mask.unsqueeze(1), math.inf).amin(2, keepdim=True)
+               ) * mask.unsqueeze(1)
+        return {"log_policy": logpi, "thresholds": torch.full((n, m), math.nan,
+                                                               device=logq.device),
+                "transfers": per, "residual": torch.zeros(n, device=logq.device),
+                "nit": torch.zeros(n, dtype=torch.long, device=logq.device),
+                "success": torch.ones(n, dtype=torch.bool, device=logq.device),
+                "kl": _kl(logpi, logq, mask), "beta": beta.clone()}
