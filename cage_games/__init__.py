@@ -4,10 +4,37 @@ A *common-agency game* has one agent and several principals. Each principal offe
 transfers on the actions; the agent (a quantal, KL-regularised responder) picks its mixed action;
 the principals play Nash in their transfer schedules. See ``docs/model.rst`` for the model and
 the derivation of every solver and certificate.
+
+>>> import cage_games as cg
+>>> game = cg.CommonAgencyGame(cg.Agent.kl_regularized([0.5, 0.5], beta=1.0),
+...                            [cg.Principal([0.0, 3.0], name="helpful")])
+>>> res = cg.solve(game)
+>>> bool(res.success), float(cg.nash_gap(game, res.transfers)) < 1e-8
+(True, True)
 """
 
+from cage_games.certificates import BestResponse, NashGap, best_response, nash_gap, payoffs, policy
 from cage_games.game import Agent, CommonAgencyGame, Principal
+from cage_games.io import load_game, save_game
+from cage_games.result import EquilibriumResult
+from cage_games.solvers import METHODS, solve
 from cage_games.thresholds import ThresholdSystem
 
-__all__ = ["Agent", "CommonAgencyGame", "Principal", "ThresholdSystem"]
+__all__ = [
+    "METHODS",
+    "Agent",
+    "BestResponse",
+    "CommonAgencyGame",
+    "EquilibriumResult",
+    "NashGap",
+    "Principal",
+    "ThresholdSystem",
+    "best_response",
+    "load_game",
+    "nash_gap",
+    "payoffs",
+    "policy",
+    "save_game",
+    "solve",
+]
 __version__ = "0.1.0"
