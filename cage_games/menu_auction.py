@@ -385,9 +385,11 @@ def _frontier_vertices(A: np.ndarray, b: np.ndarray, marg: np.ndarray, atol: flo
         tight = np.abs(A @ p - b) <= 1e-6 * scale
         q = np.linalg.lstsq(A[tight], b[tight], rcond=None)[0] if tight.sum() >= m else p
         polished.append(q)
-    pts = np.array(polished).reshape(-1, m)
-    grid = 1e-9 * scale
-    return np.unique(np.round(pts / grid) * grid, axis=0)
+    kept: list[np.ndarray] = []
+    for q in sorted(polished, key=tuple):
+        if not any(np.max(np.abs(q - k)) <= 1e-8 * scale for k in kept):
+            kept.append(q)
+    return np.array(kept).reshape(-1, m)
 
 
 def _agent_choice(z: np.ndarray, net_total: np.ndarray, support: np.ndarray, atol: float) -> int:
@@ -693,25 +695,35 @@ class ZeroTemperaturePath:
         return "\n".join(lines)
 
     def plot(self, path: str | os.PathLike) -> str:
-        """Save a two-panel log-log plot (mass off ``a*``, violation) to ``path``; return it.
+        """Save a two-panel log-log plot of the path to ``path``; return the path.
 
-        Uses :class:`matplotlib.figure.Figure` directly: no window is opened and pyplot's
-        global state is left alone.
+        Left: the policy mass off the efficient action(s). Right: ``|frontier_slack|``, the
+        payoffs' distance to the truthful frontier, filled where they violate a coalition
+        bound (outside the polytope) and hollow inside it. Zeros are left out of the log
+        scale. Uses :class:`matplotlib.figure.Figure` directly: no window is opened and
+        pyplot's global state is left alone.
         """
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(8, 3.2), layout="constrained")
         ax1, ax2 = fig.subplots(1, 2)
-        off = np.maximum(1.0 - self.efficient_mass, 1e-300)
-        ax1.loglog(self.betas, off, "o-")
+        off = 1.0 - self.efficient_mass
+        keep = off > 0
+        ax1.loglog(self.betas[keep], off[keep], "o-")
         ax1.set_xlabel("beta")
         ax1.set_ylabel("1 - policy mass on a*")
         ax1.set_title("concentration on the efficient action")
-        viol = np.maximum(self.max_violation, 1e-300)
-        ax2.loglog(self.betas, viol, "s-", color="C1")
+        dist = np.abs(self.frontier_slack)
+        keep = dist > 0
+        ax2.loglog(self.betas[keep], dist[keep], "-", color="C1")
+        outside = keep & (self.max_violation > 0)
+        inside = keep & ~(self.max_violation > 0)
+        ax2.loglog(self.betas[outside], dist[outside], "s", color="C1", label="outside P")
+        ax2.loglog(self.betas[inside], dist[inside], "s", mfc="none", color="C1", label="inside P")
         ax2.set_xlabel("beta")
-        ax2.set_ylabel("max coalition-bound violation")
-        ax2.set_title("payoffs entering the truthful set")
+        ax2.set_ylabel("|frontier slack|")
+        ax2.set_title("payoffs approaching the truthful frontier")
+        ax2.legend(fontsize=8)
         for ax in (ax1, ax2):
             ax.invert_xaxis()
             ax.grid(True, which="both", alpha=0.3)
