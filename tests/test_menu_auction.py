@@ -7,6 +7,7 @@ independent brute-force check of the Nash property that does not share code with
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,3 +274,23 @@ def test_zero_temperature_path_second_price_converges_to_the_unique_payoffs():
     assert path.max_violation[0] > 0.1
     np.testing.assert_allclose(path.payoffs[-1], [1.0, 0.0], atol=1e-2)
     assert path.efficient_mass[-1] > 0.99
+
+
+# -- the example game files ---------------------------------------------------------------------
+
+GAMES = Path(__file__).resolve().parents[1] / "examples" / "games"
+
+
+@pytest.mark.parametrize(
+    ("name", "payoffs", "unique"),
+    [
+        ("auction_second_price.json", [1.0, 0.0], True),
+        ("auction_public_good.json", [1.5, 1.5], False),
+    ],
+)
+def test_auction_game_files(name, payoffs, unique):
+    from cage_games.io import load_game
+
+    res = solve_menu_auction(load_game(GAMES / name))
+    assert res.success and res.payoffs_unique == unique
+    np.testing.assert_allclose(res.payoffs, payoffs, atol=1e-9)
