@@ -88,6 +88,8 @@ def _format_value(value: Any, indent: int) -> str:
     if isinstance(value, str):
         return pad.join(textwrap.wrap(value, width)) or '""'
     if isinstance(value, tuple) and value and all(isinstance(v, str) for v in value):
+        if all(len(v) <= 24 for v in value):
+            return pad.join(textwrap.wrap(", ".join(value), width))
         return pad.join(
             pad.join(textwrap.wrap(v, width, initial_indent="- ", subsequent_indent="  "))
             for v in value
@@ -211,6 +213,8 @@ class ExistenceReport:
         The hypotheses of the argument and why each holds for this game (analytic).
     beta : float
         The agent's temperature.
+    principals : tuple of str
+        The principals' names, in the order of the rows below.
     bracket : ndarray, shape (m, 2), or None
         The Poincaré–Miranda box in utility units: ``[min u_i, max u_i + beta]`` per principal
         (over the agent's support); a safe bracket for solvers. ``None`` for ``beta = 0``.
@@ -240,6 +244,7 @@ class ExistenceReport:
     message: str
     reasons: tuple[str, ...]
     beta: float
+    principals: tuple[str, ...]
     bracket: np.ndarray | None
     root_box: np.ndarray | None
     lower_face_max: np.ndarray | None
@@ -337,6 +342,7 @@ def _menu_auction_report(game: CommonAgencyGame) -> ExistenceReport:
         message=message,
         reasons=tuple(reasons),
         beta=0.0,
+        principals=game.names,
         bracket=None,
         root_box=None,
         lower_face_max=None,
@@ -434,6 +440,7 @@ def check_existence(
         message=message,
         reasons=_quantal_reasons(game),
         beta=beta,
+        principals=game.names,
         bracket=beta * np.column_stack([lo, hi]),
         root_box=beta * np.column_stack([rlo, rhi]),
         lower_face_max=beta * lower_max,

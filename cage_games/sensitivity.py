@@ -85,6 +85,8 @@ class Derivatives:
     ----------
     parameter : str
         One of :data:`WRT`.
+    axes : str
+        What the rows and the trailing axes of the arrays are, with names.
     thresholds : ndarray, shape (m, *p)
         ``dc_i / d theta`` (utility units).
     policy : ndarray, shape (n, *p)
@@ -96,6 +98,7 @@ class Derivatives:
     """
 
     parameter: str
+    axes: str
     thresholds: np.ndarray
     policy: np.ndarray
     payoffs: np.ndarray
@@ -252,6 +255,7 @@ class _Propagator:
 
     def __init__(self, system: ThresholdSystem, thresholds: np.ndarray) -> None:
         self.beta = beta = system.beta
+        self.game = system.game
         gamma = thresholds / beta
         ev = system.evaluate(gamma)
         self.J = ev.J
@@ -311,8 +315,22 @@ def _derivatives(prop: _Propagator, name: str, m: int, n: int) -> Derivatives:
         out = prop.propagate(np.zeros((m, n, 1)), dl, -np.ones((m, 1)), np.array([prop.lse]))
         shape = ()
     dc, dpi, dU, dV = out
+    game = prop.game
+    principals = ", ".join(game.names)
+    actions = ", ".join(game.action_names or [f"a{j}" for j in range(n)])
+    columns = {
+        "weights": f"one column per weight ({principals})",
+        "utilities": f"then principal ({principals}) and action ({actions})",
+        "v": f"one column per action ({actions})",
+        "beta": "no parameter axis",
+    }[name]
+    axes = (
+        f"rows: principals ({principals}) for thresholds and payoffs, actions ({actions}) for "
+        f"the policy; {columns}"
+    )
     return Derivatives(
         parameter=name,
+        axes=axes,
         thresholds=dc.reshape((m, *shape)),
         policy=dpi.reshape((n, *shape)),
         payoffs=dU.reshape((m, *shape)),

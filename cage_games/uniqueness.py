@@ -366,6 +366,20 @@ class UniquenessReport:
     __str__ = __repr__
 
 
+def _why_not(bound: DominanceBound, names: tuple[str, ...]) -> str:
+    """Why the dominance bound did not prove uniqueness, in words."""
+    bad = [names[i] for i in np.flatnonzero(np.asarray(bound.diagonal_floor) <= 0)]
+    if bad:
+        return (
+            "the dominance bound does not hold (no positive lower bound on the Jacobian's "
+            f"diagonal over the root box for {', '.join(bad)}: binding caps or very large stakes)"
+        )
+    return (
+        f"the dominance bound does not hold (dominance index {bound.spectral_radius:.3g} >= 1: "
+        "stakes too large relative to beta)"
+    )
+
+
 def _menu_auction_uniqueness(game: CommonAgencyGame) -> UniquenessReport:
     from cage_games.menu_auction import MAX_PRINCIPALS, coalition_bounds, solve_menu_auction
 
@@ -557,7 +571,7 @@ def check_uniqueness(
         )
     elif n_conv == 0:
         conclusion = "sampled: inconclusive"
-        message = "The dominance bound does not hold and no solver run converged: no evidence."
+        message = f"No evidence: {_why_not(bound, game.names)}, and no solver run converged."
     else:
         conclusion = "sampled: no second equilibrium found"
         pm = (
@@ -572,9 +586,9 @@ def check_uniqueness(
             )
         )
         message = (
-            f"Evidence, not proof: the dominance bound does not hold (index "
-            f"{bound.spectral_radius:.3g}); {pm}; {n_conv} of {len(starts)} starts converged, all "
-            f"to the same equilibrium within {spread:.2g} (scaled thresholds)."
+            f"Evidence, not proof: {_why_not(bound, game.names)}; {pm}; {n_conv} of "
+            f"{len(starts)} starts converged, all to the same equilibrium within {spread:.2g} "
+            "(scaled thresholds)."
         )
     return UniquenessReport(
         conclusion=conclusion,

@@ -8,6 +8,7 @@ random points of the faces.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +145,71 @@ def test_validation():
         check_existence(game, n_samples=-1)
     with pytest.raises(TypeError, match="n_samples"):
         check_existence(game, n_samples=2.5)
+
+
+# -- the `cage check` command (registered by the lead's dispatcher; built here directly) ------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "games"
+
+
+def cage_check(argv):
+    import argparse
+
+    from cage_adapters.cli import check
+
+    parser = argparse.ArgumentParser(prog="cage")
+    check.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["check", *argv])
+    return args.func(args)
+
+
+def test_cage_check_prints_three_reports(capsys):
+    path = EXAMPLES / "two_objectives.json"
+    assert cage_check([str(path), "--samples", "20", "--starts", "2"]) == 0
+    out = capsys.readouterr().out
+    for phrase in ("ExistenceReport", "UniquenessReport", "SensitivityReport", "Poincaré–Miranda"):
+        assert phrase in out
+
+
+def test_cage_check_json(capsys, tmp_path):
+    path = tmp_path / "g.json"
+    path.write_text(
+        '{"agent": {"utility": [1, 0], "beta": 0}, '
+        '"principals": [{"name": "a", "utility": [0, 1]}, {"name": "b", "utility": [0, 1]}]}'
+    )
+    assert cage_check([str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["existence"]["argument"] == "Bernheim–Whinston"
+    assert data["uniqueness"]["conclusion"].startswith("not unique")
+    assert data["stability"] is None and "beta = 0" in data["stability_note"]
+
+
+@pytest.mark.parametrize(
+    ("content", "argv", "match"),
+    [
+        ("{not json", [], "not valid JSON"),
+        ('{"agent": {"beta": 1, "utility": [0, 1]}}', [], "principals"),
+        (
+            '{"agent": {"beta": 1, "utility": [0, 1]}, "principals": [{"utility": [0, 1]}]}',
+            ["--samples", "-1"],
+            "--samples",
+        ),
+        (
+            '{"agent": {"beta": 1, "utility": [0, 1]}, "principals": [{"utility": [0, 1]}]}',
+            ["--radius", "2"],
+            "--radius",
+        ),
+    ],
+)
+def test_cage_check_bad_input_is_one_line_and_exit_2(tmp_path, capsys, content, argv, match):
+    path = tmp_path / "g.json"
+    path.write_text(content)
+    assert cage_check([str(path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cage: error:") and match in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cage_check_missing_file(capsys, tmp_path):
+    assert cage_check([str(tmp_path / "nope.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
