@@ -270,7 +270,7 @@ def _conic(
     if p.value is not None:
         ph = np.maximum(np.asarray(p.value, float), 1e-300)
         primals.append(ph)
-        primals += _polished(ph, logq, r)
+        primals += [np.maximum(q, 1e-300) for q in _polished(ph, logq, r)]
     # Lower bound: the exact payoff of the recovered transfers (or of the current ones).
     candidates = [(current, own)]
     for ph in primals:
