@@ -16,8 +16,25 @@ the derivation of every solver and certificate.
 from cage_games.certificates import BestResponse, NashGap, best_response, nash_gap, payoffs, policy
 from cage_games.game import Agent, CommonAgencyGame, Principal
 from cage_games.io import load_game, save_game
+from cage_games.menu_auction import (
+    MenuAuctionResult,
+    ZeroTemperaturePath,
+    coalition_bounds,
+    solve_menu_auction,
+    truthful_set_violation,
+    zero_temperature_path,
+)
 from cage_games.result import EquilibriumResult
 from cage_games.solvers import METHODS, solve
+from cage_games.sequential import (
+    MyopicComparison,
+    SequentialGame,
+    SequentialResult,
+    compare_myopic,
+    myopic_policy,
+    outcome_distribution,
+    solve_sequential,
+)
 from cage_games.thresholds import ThresholdSystem
 
 __all__ = [
@@ -26,15 +43,28 @@ __all__ = [
     "BestResponse",
     "CommonAgencyGame",
     "EquilibriumResult",
+    "MenuAuctionResult",
+    "MyopicComparison",
     "NashGap",
     "Principal",
+    "SequentialGame",
+    "SequentialResult",
     "ThresholdSystem",
+    "ZeroTemperaturePath",
     "best_response",
+    "coalition_bounds",
+    "compare_myopic",
     "load_game",
+    "myopic_policy",
     "nash_gap",
+    "outcome_distribution",
     "payoffs",
     "policy",
     "save_game",
     "solve",
+    "solve_menu_auction",
+    "solve_sequential",
+    "truthful_set_violation",
+    "zero_temperature_path",
 ]
 __version__ = "0.1.0"

@@ -89,9 +89,14 @@ def test_result_record_is_immutable_and_printable():
     assert res.params["tol"] == 1e-10 and res.history[-1] == res.residual
 
 
-def test_beta_zero_is_a_clear_not_implemented():
+def test_beta_zero_dispatches_to_the_menu_auction():
+    res = cg.solve(game_of([0.0, 1.0], 0.0, [3.0, 0.0]))
+    assert res.method == "menu-auction" and res.success
+    assert res.policy.tolist() == [1.0, 0.0]
     with pytest.raises(NotImplementedError, match="menu auction"):
-        cg.solve(game_of([0.0, 1.0], 0.0, [1.0, 0.0]))
+        cg.solve(game_of([0.0, 1.0], 0.0, [1.0, 0.0]), method="newton")
+    with pytest.raises(ValueError, match="beta = 0"):
+        cg.solve(game_of([0.0, 1.0], 1.0, [1.0, 0.0]), method="menu-auction")
 
 
 def test_bad_solver_arguments():

@@ -7,7 +7,10 @@ method                    what it does
 ``"gauss-seidel"``        bracketed 1-D threshold root per principal, sweeping
 ``"diagonalization"``     generic EPEC route: Gauss-Seidel over principals, each solving its
                           convex best-response program with cvxpy (the reference; slow)
-``"auto"``                ``"newton"``, falling back to Gauss-Seidel if Newton fails
+``"auto"``                ``"newton"``, falling back to Gauss-Seidel if Newton fails; for
+                          ``beta = 0``, ``"menu-auction"``
+``"menu-auction"``        ``beta = 0``: truthful equilibria of the Bernheim-Whinston menu
+                          auction (:func:`cage_games.solve_menu_auction`)
 ========================  ==================================================================
 """
 
@@ -26,7 +29,7 @@ from cage_games.thresholds import ThresholdSystem
 
 __all__ = ["METHODS", "solve"]
 
-METHODS = ("auto", "newton", "gauss-seidel", "diagonalization")
+METHODS = ("auto", "newton", "gauss-seidel", "diagonalization", "menu-auction")
 _DEFAULT_MAX_ITER = {"newton": 200, "gauss-seidel": 5000, "diagonalization": 200}
 
 
@@ -43,8 +46,9 @@ def solve(
     Parameters
     ----------
     game : CommonAgencyGame
-        The game; ``beta > 0`` (``beta = 0``, the menu auction, is not supported yet).
-    method : {"auto", "newton", "gauss-seidel", "diagonalization"}
+        The game. ``beta = 0`` (a deterministic agent) is a menu auction, solved by
+        :func:`cage_games.solve_menu_auction` with its default selection rule.
+    method : {"auto", "newton", "gauss-seidel", "diagonalization", "menu-auction"}
         The algorithm (see the module docstring). ``"auto"`` runs Newton and falls back to
         Gauss-Seidel from Newton's last point if Newton does not converge.
     tol : float, optional
@@ -66,7 +70,7 @@ def solve(
     Raises
     ------
     NotImplementedError
-        For ``beta = 0``.
+        For ``beta = 0`` with a threshold method (those need ``beta > 0``).
 
     Examples
     --------
@@ -81,11 +85,17 @@ def solve(
         raise TypeError(f"game must be a cage_games.CommonAgencyGame, got {type(game).__name__}")
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "menu-auction" and game.beta > 0:
+        raise ValueError("method='menu-auction' is for beta = 0 games; this game has beta > 0")
     if game.beta == 0:
-        raise NotImplementedError(
-            "beta = 0 (a deterministic agent: the Bernheim-Whinston menu auction) is not "
-            "supported by the threshold solvers; use beta > 0"
-        )
+        if method not in ("auto", "menu-auction"):
+            raise NotImplementedError(
+                f"method {method!r} needs beta > 0; beta = 0 is a menu auction: use "
+                "method='auto' (or call cage_games.solve_menu_auction for its options)"
+            )
+        from cage_games.menu_auction import solve_menu_auction
+
+        return solve_menu_auction(game)  # type: ignore[return-value]
     name = "newton" if method == "auto" else method
     if tol is None:
         tol = 1e-8 if name == "diagonalization" else 1e-10

