@@ -230,11 +230,12 @@ def dominance_bound(game: CommonAgencyGame) -> DominanceBound:
             floor[i] = min(floor[i], L)
             spread = min(R[i], max(b, R[i] - kap))
             if m > 1:
-                ratio = spread / L if L > 0 else np.inf
+                with np.errstate(over="ignore"):  # L may be tiny: an infinite ratio is fine
+                    ratio = float(spread / L) if L > 0 else np.inf
                 worst = max(worst, ratio)
                 # Uncapped: |Cov(w_i, A_j)| <= E|w_i| and E|w_i| / J_ii <= t_i <= b as well.
                 alt = b if not np.isfinite(kap) else np.inf
-                row = np.maximum(row, np.minimum(ratio * k, alt))
+                row = np.maximum(row, np.minimum(np.where(k > 0, ratio, 0.0) * k, alt))
         rho[i] = worst
         M[i] = row
     if not np.all(floor > 0):
@@ -520,6 +521,24 @@ def check_uniqueness(
                 f"The equilibrium is unique (proved): dominance index "
                 f"{bound.spectral_radius:.4g} < 1 with diagonal >= "
                 f"{float(np.min(bound.diagonal_floor)):.4g} everywhere in the root box."
+            ),
+            beta=beta,
+            bound=bound,
+            game=game,
+        )
+    if game.n_principals == 1 and not game.has_caps:
+        # Analytic, whatever the floating-point bound gave: G_1' = (1 - p) + p E[(c - u)_+] / beta
+        # and 1 - p >= pi(argmin u) > 0, so G_1 is strictly increasing.
+        return UniquenessReport(
+            conclusion="proved: unique",
+            proved=True,
+            argument=(
+                "one uncapped principal: G_1' = (1 - p) + p E[(c - u)_+]/beta >= "
+                "pi(argmin u) > 0, so G_1 is strictly increasing and has one root"
+            ),
+            message=(
+                "The equilibrium is unique (proved): with one uncapped principal the threshold "
+                "equation is strictly monotone (the numerical dominance bound underflowed)."
             ),
             beta=beta,
             bound=bound,

@@ -188,3 +188,11 @@ def test_validation():
         check_uniqueness(game, n_starts=-1)
     with pytest.raises(ValueError, match="beta > 0"):
         dominance_bound(make_game([0.0, 0.0], [[0.0, 1.0]], beta=0.0))
+
+
+def test_one_uncapped_principal_is_proved_even_when_the_bound_underflows():
+    # Stakes of 2000 beta: the probability bounds underflow, the monotonicity argument does not.
+    game = make_game([0.0, 0.0, 0.0], [[0.0, 10.0, 20.0]], beta=0.01)
+    assert not dominance_bound(game).proved
+    rep = check_uniqueness(game)
+    assert rep.conclusion == "proved: unique" and "strictly increasing" in rep.argument
