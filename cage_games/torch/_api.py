@@ -1,0 +1,467 @@
+"""Public entry points of the batched torch backend: validation, set-up, result record."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from cage_games.torch import _kernel as K
+
+__all__ = ["BatchSolution", "solve_batch", "solve_batch_kl"]
+
+_DEFAULT_TOL = {torch.float64: 1e-11, torch.float32: 1e-5}
+_UPCAST = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
+
+
+@dataclass(frozen=True, eq=False)
+class BatchSolution:
+    """Equilibria of ``B`` games solved together by :func:`solve_batch`.
+
+    All tensors are on the device of the inputs, in the working dtype (float64 for float64
+    inputs, float32 otherwise).
+
+    Attributes
+    ----------
+    log_policy : Tensor, shape (B, n)
+        Log of the agent's equilibrium policy, ``-inf`` on masked actions; each row's
+        ``exp`` sums to 1.
+    thresholds : Tensor, shape (B, m)
+        Equilibrium thresholds ``c_i`` in utility units: principal ``i`` pays
+        ``clip(u_i - c_i, 0, cap_i)`` and nets ``c_i - beta`` (uncapped case).
+    residual : Tensor, shape (B,)
+        ``max_i |G_i(c)| / beta`` at the returned thresholds, the same dimensionless residual
+        as :func:`cage_games.solve` reports.
+    nit : Tensor, shape (B,), int64
+        Trial evaluations each row needed (Newton steps plus backtracking trials); 0 when the
+        starting point already met ``tol``.
+    success : Tensor, shape (B,), bool
+        ``residual <= tol``.
+    tol : float
+        The tolerance used.
+    mode : str
+        ``"tolerance"`` (stopped when every row converged) or ``"fixed"`` (``fixed_iters``).
+    """
+
+    log_policy: Tensor
+    thresholds: Tensor
+    residual: Tensor
+    nit: Tensor
+    success: Tensor
+    tol: float
+    mode: str
+
+    @property
+    def policy(self) -> Tensor:
+        """The equilibrium policy ``exp(log_policy)``, shape (B, n)."""
+        return self.log_policy.exp()
+
+    def __repr__(self) -> str:
+        B, n = self.log_policy.shape
+        ok = int(self.success.sum())
+        worst = float(self.residual.max()) if self.residual.numel() else 0.0
+        return (
+            f"BatchSolution(B={B}, n={n}, m={self.thresholds.shape[1]}, success={ok}/{B}, "
+            f"max residual={worst:.3g}, max nit={int(self.nit.max())}, tol={self.tol:g}, "
+            f"mode={self.mode!r}, device={self.log_policy.device}, "
+            f"dtype={self.log_policy.dtype})"
+        )
+
+
+# -- validation ------------------------------------------------------------------------------
+def _tensor(x: object, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def _check_finite(x: Tensor, name: str, allow_neg_inf: bool = False) -> None:
+    if bool(torch.isnan(x).any()):
+        raise ValueError(f"{name} contains NaN")
+    bad = torch.isposinf(x) if allow_neg_inf else torch.isinf(x)
+    if bool(bad.any()):
+        extra = " (-inf is allowed and means 'masked')" if allow_neg_inf else ""
+        raise ValueError(f"{name} must be finite{extra}; found infinite entries")
+
+
+def _beta(beta: object, B: int, device: torch.device, dtype: torch.dtype, check: bool) -> Tensor:
+    if isinstance(beta, Tensor):
+        if not beta.is_floating_point():
+            raise TypeError(f"beta must be a float or a floating-point tensor, got {beta.dtype}")
+        if beta.device != device:
+            raise ValueError(f"beta is on {beta.device} but v is on {device}; move it")
+        if _UPCAST.get(beta.dtype, beta.dtype) != dtype:
+            raise TypeError(
+                f"beta has dtype {beta.dtype} but the utilities are {dtype}; give the same "
+                "dtype (a float32 beta would silently change a float64 game)"
+            )
+        if beta.ndim == 0:
+            beta = beta.reshape(1).expand(B)
+        if beta.shape != (B,):
+            raise ValueError(f"beta must be a scalar or have shape ({B},), got {tuple(beta.shape)}")
+        beta = beta.to(dtype)
+        if check:
+            if not bool(torch.isfinite(beta).all()):
+                raise ValueError("beta must be finite")
+            if not bool((beta > 0).all()):
+                raise ValueError(
+                    "beta must be > 0 in every row (beta = 0 is a menu auction, which the "
+                    "batched backend does not solve; use cage_games for it)"
+                )
+        return beta.reshape(B, 1)
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise TypeError(f"beta must be a float or a tensor, got {type(beta).__name__}")
+    b = float(beta)
+    if not math.isfinite(b) or b <= 0:
+        raise ValueError(
+            f"beta must be a finite number > 0, got {b} (beta = 0 is a menu auction, which the "
+            "batched backend does not solve)"
+        )
+    return torch.full((B, 1), b, dtype=dtype, device=device)
+
+
+def _caps(
+    caps: object, B: int, m: int, device: torch.device, dtype: torch.dtype, check: bool
+) -> Tensor | None:
+    if caps is None:
+        return None
+    if isinstance(caps, Tensor):
+        if not caps.is_floating_point():
+            raise TypeError(f"caps must be a floating-point tensor, got dtype {caps.dtype}")
+        if caps.device != device:
+            raise ValueError(f"caps is on {caps.device} but v is on {device}; move it")
+        if _UPCAST.get(caps.dtype, caps.dtype) != dtype:
+            raise TypeError(f"caps has dtype {caps.dtype} but the utilities are {dtype}")
+        if caps.shape == (m,):
+            caps = caps.unsqueeze(0).expand(B, m)
+        elif caps.ndim == 0:
+            caps = caps.reshape(1, 1).expand(B, m)
+        elif caps.shape != (B, m):
+            raise ValueError(
+                f"caps must be a float or have shape ({m},) or ({B}, {m}), got {tuple(caps.shape)}"
+            )
+        caps = caps.to(dtype)
+        if check:
+            if bool(torch.isnan(caps).any()):
+                raise ValueError("caps contains NaN (use inf for an uncapped principal)")
+            if not bool((caps > 0).all()):
+                raise ValueError("caps must be > 0 (use inf for an uncapped principal)")
+            if not bool(torch.isfinite(caps).any()):
+                return None
+        return caps.contiguous()
+    if isinstance(caps, bool) or not isinstance(caps, numbers.Real):
+        raise TypeError(f"caps must be None, a float or a tensor, got {type(caps).__name__}")
+    c = float(caps)
+    if math.isnan(c) or c <= 0:
+        raise ValueError(f"caps must be > 0 (inf = uncapped), got {c}")
+    if math.isinf(c):
+        return None
+    return torch.full((B, m), c, dtype=dtype, device=device)
+
+
+# -- public API ------------------------------------------------------------------------------
+def solve_batch(
+    v: Tensor,
+    utilities: Tensor,
+    beta: float | Tensor,
+    mask: Tensor | None = None,
+    caps: float | Tensor | None = None,
+    *,
+    tol: float | None = None,
+    max_iter: int = 100,
+    fixed_iters: int | None = None,
+    check_inputs: bool = True,
+) -> BatchSolution:
+    """Solve ``B`` common-agency games at once by batched safeguarded Newton.
+
+    Row ``b`` is the game with agent utility ``v[b]``, principals' utilities
+    ``utilities[b]`` and temperature ``beta[b]``: the agent plays
+    ``pi ∝ exp((v + sum_i tau_i) / beta)`` and at equilibrium every principal pays
+    ``tau_i = clip(u_i - c_i, 0, cap_i)``, with thresholds ``c`` solving the threshold system
+    ``G(c) = 0`` (design note, facts 2-4; :class:`cage_games.ThresholdSystem` is the
+    single-game reference). No Python loop runs over the batch.
+
+    Parameters
+    ----------
+    v : Tensor, shape (B, n)
+        Agent utility in utility units. ``-inf`` entries are allowed and mean "masked" (the
+        KL case ``v = beta * log p0`` has ``-inf`` where ``p0 = 0``); NaN and ``+inf`` are
+        errors.
+    utilities : Tensor, shape (B, m, n)
+        Principals' utilities ``u_i`` (in alignment ``w_i * r_i``); finite everywhere, also
+        on masked actions (their values there are ignored). Same dtype and device as ``v``.
+    beta : float or Tensor of shape (B,)
+        Temperatures, ``> 0``. (``beta = 0`` is a menu auction: not supported here.)
+    mask : Tensor of bool, shape (B, n), optional
+        ``True`` = the action is allowed, ``False`` = masked: a masked action gets probability
+        0 and ``log_policy = -inf``, whatever the transfers. Combined (AND) with ``v > -inf``.
+        Every row must allow at least one action.
+    caps : float or Tensor of shape (m,) or (B, m), optional
+        Upper bounds on transfers in utility units, ``> 0``; ``inf`` = uncapped (default).
+    tol : float, optional
+        Tolerance on the residual ``max_i |G_i| / beta``. Default ``1e-11`` in float64 and
+        ``1e-5`` in float32 (the float32 rounding floor of ``G`` is about ``1e-6`` for
+        utilities of order ``beta``).
+    max_iter : int
+        Iteration cap in tolerance mode (each iteration is one trial evaluation).
+    fixed_iters : int, optional
+        Run exactly this many iterations and never read a tensor on the host inside the loop
+        (capturable in a CUDA graph; rows that converge earlier are frozen). ``None``
+        (default) stops when every row has converged, reading one boolean per iteration.
+    check_inputs : bool
+        Validate values (NaN, ``+inf``, ``beta > 0``, caps, rows with every action masked).
+        These checks read a few booleans on the host; pass ``False`` for graph capture. Shape,
+        dtype and device checks always run (they cost nothing). Unchecked rows with every
+        action masked come back with ``log_policy = -inf``, thresholds 0, residual ``inf`` and
+        ``success = False`` rather than NaN.
+
+    Returns
+    -------
+    BatchSolution
+        ``log_policy`` (B, n), ``thresholds`` (B, m), ``residual`` (B,), ``nit`` (B,),
+        ``success`` (B,).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the offending argument: wrong types or shapes, mismatched devices or dtypes,
+        NaN or infinite values, ``beta <= 0``, ``caps <= 0``, a row with every action masked.
+
+    Notes
+    -----
+    Algorithm (scaled units ``gamma = c / beta``; every step is a tensor operation over the
+    batch, every decision a per-row mask):
+
+    1. Start at ``gamma_i = E_{p0}[u_i] / beta + 1`` with ``p0 = softmax(v / beta)``, the
+       exact root when nobody pays, projected into the existence box
+       ``[min u_i / beta, max u_i / beta + 1]`` (fact 3).
+    2. Direction: Newton ``-J^{-1} G`` with the analytic Jacobian
+       ``J = diag(1 - E[A]) + Cov(w / beta, A)`` (fact 4), batched ``m x m`` solves via
+       ``torch.linalg.solve_ex``; a row whose ``J`` is singular uses a Levenberg-Marquardt
+       direction instead.
+    3. Step: shortened to stay inside the box (backed off the faces), then projected;
+       accepted when ``||G||^2`` decreases by the Armijo factor (backtracking line search,
+       Nocedal & Wright, *Numerical Optimization*, 2nd ed., sections 3.1 and 11.2). A rejected
+       step halves; after 4 halvings the row switches to Levenberg-Marquardt directions
+       ``-(J^T J + mu I)^{-1} J^T G`` with ``mu`` growing tenfold on each further failure
+       and shrinking back to Newton on success: a descent direction for ``||G||^2``, so a row
+       cannot diverge. A row whose damping exceeds ``1e12`` is declared stalled.
+    4. A row whose residual meets ``tol`` is frozen (masked updates).
+
+    Each iteration costs one evaluation of ``G`` and ``J`` for every running row: a few
+    passes over the (B, m, n) utilities plus a log-sum-exp over (B, n).
+    In tolerance mode the loop reads one integer per iteration (how many rows still run) and
+    restricts the work to those rows. With ``fixed_iters`` there is no host read at all.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cage_games.torch import solve_batch
+    >>> v = torch.zeros(2, 3, dtype=torch.float64)
+    >>> u = torch.tensor([[[0.0, 1.0, 2.0]], [[2.0, 0.0, 0.0]]], dtype=torch.float64)
+    >>> sol = solve_batch(v, u, beta=1.0)
+    >>> bool(sol.success.all()), tuple(sol.log_policy.shape)
+    (True, (2, 3))
+    """
+    v = _tensor(v, "v")
+    utilities = _tensor(utilities, "utilities")
+    if v.ndim != 2:
+        raise ValueError(f"v must have shape (B, n), got {tuple(v.shape)}")
+    if utilities.ndim != 3:
+        raise ValueError(f"utilities must have shape (B, m, n), got {tuple(utilities.shape)}")
+    B, n = v.shape
+    if utilities.shape[0] != B or utilities.shape[2] != n:
+        raise ValueError(
+            f"utilities has shape {tuple(utilities.shape)} but v has shape {(B, n)}: "
+            "utilities must be (B, m, n) with the same B and n"
+        )
+    m = utilities.shape[1]
+    if B == 0 or n == 0 or m == 0:
+        raise ValueError(f"empty batch: B={B}, n={n}, m={m} must all be >= 1")
+    if utilities.device != v.device:
+        raise ValueError(f"utilities is on {utilities.device} but v is on {v.device}")
+    if utilities.dtype != v.dtype:
+        raise TypeError(
+            f"utilities has dtype {utilities.dtype} but v has {v.dtype}; give both the same dtype"
+        )
+    dt = _UPCAST.get(v.dtype, v.dtype)
+    if dt not in _DEFAULT_TOL:
+        raise TypeError(f"v has unsupported dtype {v.dtype}; use float32 or float64")
+    device = v.device
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise TypeError("mask must be a torch.bool tensor (True = action allowed)")
+        if mask.shape != (B, n):
+            raise ValueError(f"mask must have shape {(B, n)} like v, got {tuple(mask.shape)}")
+        if mask.device != device:
+            raise ValueError(f"mask is on {mask.device} but v is on {device}")
+    if fixed_iters is not None and (isinstance(fixed_iters, bool) or int(fixed_iters) < 0):
+        raise ValueError(f"fixed_iters must be None or an integer >= 0, got {fixed_iters!r}")
+    if isinstance(max_iter, bool) or int(max_iter) < 0:
+        raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+    if tol is None:
+        tol = _DEFAULT_TOL[dt]
+    elif not (isinstance(tol, numbers.Real) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    tol = float(tol)
+    if check_inputs:
+        _check_finite(v, "v", allow_neg_inf=True)
+        _check_finite(utilities, "utilities")
+    bt = _beta(beta, B, device, dt, check_inputs)
+    cap = _caps(caps, B, m, device, dt, check_inputs)
+
+    v = v.to(dt)
+    u = utilities.to(dt).contiguous()
+    allowed = v > -math.inf
+    if mask is not None:
+        allowed = allowed & mask
+    empty = ~allowed.any(-1)  # (B,)
+    if check_inputs and bool(empty.any()):
+        rows = empty.nonzero().squeeze(1)[:5].tolist()
+        raise ValueError(
+            f"mask (combined with v > -inf) excludes every action in rows {rows}: each game "
+            "needs at least one allowed action"
+        )
+    if not check_inputs:
+        # Rows without any allowed action are solved as if every action were allowed (finite
+        # numbers, no NaN) and reported as failed below.
+        allowed = allowed | empty.unsqueeze(-1)
+        v = torch.where(empty.unsqueeze(-1), torch.zeros_like(v), v)
+    vm = torch.where(allowed, v, -math.inf)
+    data, gamma0 = _setup(u, vm, bt, cap, allowed, mask is not None or not check_inputs)
+    tol_t = torch.full((B,), tol, dtype=dt, device=device)
+    st = K.newton(data, gamma0, tol_t, max_iter=int(max_iter), fixed_iters=fixed_iters)
+    thresholds, G, log_policy = K.finish(data, st, sync=fixed_iters is None)
+    residual = G.abs().amax(-1)
+    if not check_inputs:
+        e = empty.unsqueeze(-1)
+        log_policy = torch.where(e, -math.inf, log_policy)
+        thresholds = torch.where(e, 0.0, thresholds)
+        residual = torch.where(empty, math.inf, residual)
+    residual = torch.nan_to_num(residual, nan=math.inf)
+    return BatchSolution(
+        log_policy=log_policy,
+        thresholds=thresholds,
+        residual=residual,
+        nit=st.nit,
+        success=residual <= tol,
+        tol=tol,
+        mode="tolerance" if fixed_iters is None else "fixed",
+    )
+
+
+def _setup(
+    u: Tensor, vm: Tensor, beta: Tensor, cap: Tensor | None, allowed: Tensor, masked: bool
+) -> tuple[K.Data, Tensor]:
+    """Existence box, continuation start and starting point (scaled units)."""
+    if masked:
+        a = allowed.unsqueeze(1)
+        umin = torch.where(a, u, math.inf).amin(-1)
+        umax = torch.where(a, u, -math.inf).amax(-1)
+    else:
+        umin, umax = u.amin(-1), u.amax(-1)
+    spread = (umax - umin).amax(-1, keepdim=True)
+    data = K.Data(u, vm, beta, cap, umin, umax, torch.maximum(beta, spread))
+    p0 = torch.softmax(vm / beta, dim=-1)
+    eu = torch.bmm(u, p0.unsqueeze(-1)).squeeze(-1)
+    lo, hi = K.box(data, beta)
+    gamma0 = torch.minimum(torch.maximum(eu / beta + 1.0, lo), hi)
+    return data, gamma0
+
+
+def solve_batch_kl(
+    logits: Tensor,
+    utilities: Tensor,
+    beta: float | Tensor,
+    mask: Tensor | None = None,
+    caps: float | Tensor | None = None,
+    *,
+    tol: float | None = None,
+    max_iter: int = 100,
+    fixed_iters: int | None = None,
+    check_inputs: bool = True,
+) -> BatchSolution:
+    """The KL-regularised (LLM) case: ``v = beta * log_softmax(logits)`` over allowed actions.
+
+    The agent then plays ``pi ∝ p0 * exp(sum_i tau_i / beta)`` with ``p0 = softmax(logits)``
+    restricted to the allowed actions and renormalised: the maximiser of
+    ``E_pi[sum_i tau_i] - beta KL(pi || p0)`` (design note, sections 1 and 6).
+
+    Parameters
+    ----------
+    logits : Tensor, shape (B, n)
+        Reference-model logits or log-probabilities over the candidate actions (any additive
+        constant per row is irrelevant). ``-inf`` = masked; NaN and ``+inf`` are errors.
+    utilities, beta, mask, caps, tol, max_iter, fixed_iters, check_inputs
+        As in :func:`solve_batch` (``utilities[b, i] = w_i * normalised reward_i``).
+
+    Returns
+    -------
+    BatchSolution
+        Its ``log_policy`` can replace the next-token scores (``-inf`` outside the allowed
+        candidates).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from cage_games.torch import solve_batch_kl
+    >>> logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    >>> reward = torch.tensor([[[0.0, 0.0, 3.0, 0.0]]])
+    >>> sol = solve_batch_kl(logits, reward, beta=1.0)
+    >>> bool(sol.policy[0, 2] > torch.softmax(logits, -1)[0, 2])
+    True
+    """
+    lg = _tensor(logits, "logits")
+    if lg.ndim != 2:
+        raise ValueError(f"logits must have shape (B, n), got {tuple(lg.shape)}")
+    B, n = lg.shape
+    dt = _UPCAST.get(lg.dtype, lg.dtype)
+    if dt not in _DEFAULT_TOL:
+        raise TypeError(f"logits has unsupported dtype {lg.dtype}; use float32 or float64")
+    if check_inputs:
+        _check_finite(lg, "logits", allow_neg_inf=True)
+    bt = _beta(beta, B, lg.device, dt, check_inputs)
+    lg0 = lg
+    lg = lg.to(dt)
+    allowed = lg > -math.inf
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise TypeError("mask must be a torch.bool tensor (True = action allowed)")
+        if mask.shape != (B, n):
+            raise ValueError(f"mask must have shape {(B, n)} like logits, got {tuple(mask.shape)}")
+        if mask.device != lg.device:
+            raise ValueError(f"mask is on {mask.device} but logits is on {lg.device}")
+        allowed = allowed & mask
+    empty = ~allowed.any(-1, keepdim=True)
+    if check_inputs and bool(empty.any()):
+        rows = empty.squeeze(1).nonzero().squeeze(1)[:5].tolist()
+        raise ValueError(
+            f"mask (combined with logits > -inf) excludes every action in rows {rows}: each "
+            "game needs at least one allowed action"
+        )
+    # Rows with no allowed action (possible only unchecked) stay all -inf: solve_batch reports
+    # them as failed, without NaN.
+    lp = torch.log_softmax(torch.where(empty, 0.0, torch.where(allowed, lg, -math.inf)), dim=-1)
+    v = torch.where(allowed, bt * lp, -math.inf)
+    utilities = _tensor(utilities, "utilities")
+    if _UPCAST.get(utilities.dtype, utilities.dtype) != dt:
+        raise TypeError(
+            f"utilities has dtype {utilities.dtype} but logits has {lg0.dtype}; give both the "
+            "same dtype"
+        )
+    return solve_batch(
+        v,
+        utilities.to(dt),
+        bt.squeeze(-1),
+        None,
+        caps,
+        tol=tol,
+        max_iter=max_iter,
+        fixed_iters=fixed_iters,
+        check_inputs=check_inputs,
+    )
