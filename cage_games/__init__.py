@@ -13,9 +13,11 @@ the derivation of every solver and certificate.
 (True, True)
 """
 
+from cage_games import learning
 from cage_games.certificates import BestResponse, NashGap, best_response, nash_gap, payoffs, policy
 from cage_games.game import Agent, CommonAgencyGame, Principal
 from cage_games.io import load_game, save_game
+from cage_games.learning import LearningResult, learn, plot_learning
 from cage_games.menu_auction import (
     MenuAuctionResult,
     ZeroTemperaturePath,
@@ -43,6 +45,7 @@ __all__ = [
     "BestResponse",
     "CommonAgencyGame",
     "EquilibriumResult",
+    "LearningResult",
     "MenuAuctionResult",
     "MyopicComparison",
     "NashGap",
@@ -54,11 +57,14 @@ __all__ = [
     "best_response",
     "coalition_bounds",
     "compare_myopic",
+    "learn",
+    "learning",
     "load_game",
     "myopic_policy",
     "nash_gap",
     "outcome_distribution",
     "payoffs",
+    "plot_learning",
     "policy",
     "save_game",
     "solve",

@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("solve",)
+SUBCOMMANDS = ("solve", "check", "learn")
 
 
 def build_parser() -> argparse.ArgumentParser:
