@@ -15,6 +15,7 @@ the derivation of every solver and certificate.
 
 from cage_games import learning
 from cage_games.certificates import BestResponse, NashGap, best_response, nash_gap, payoffs, policy
+from cage_games.existence import ExistenceReport, check_existence
 from cage_games.game import Agent, CommonAgencyGame, Principal
 from cage_games.io import load_game, save_game
 from cage_games.learning import LearningResult, learn, plot_learning
@@ -27,6 +28,7 @@ from cage_games.menu_auction import (
     zero_temperature_path,
 )
 from cage_games.result import EquilibriumResult
+from cage_games.sensitivity import Derivatives, SensitivityReport, sensitivity
 from cage_games.solvers import METHODS, solve
 from cage_games.sequential import (
     MyopicComparison,
@@ -38,11 +40,15 @@ from cage_games.sequential import (
     solve_sequential,
 )
 from cage_games.thresholds import ThresholdSystem
+from cage_games.uniqueness import DominanceBound, UniquenessReport, check_uniqueness, dominance_bound
 
 __all__ = [
     "METHODS",
     "Agent",
     "BestResponse",
+    "Derivatives",
+    "DominanceBound",
+    "ExistenceReport",
     "CommonAgencyGame",
     "EquilibriumResult",
     "LearningResult",
@@ -52,11 +58,16 @@ __all__ = [
     "Principal",
     "SequentialGame",
     "SequentialResult",
+    "SensitivityReport",
     "ThresholdSystem",
+    "UniquenessReport",
     "ZeroTemperaturePath",
     "best_response",
+    "check_existence",
+    "check_uniqueness",
     "coalition_bounds",
     "compare_myopic",
+    "dominance_bound",
     "learn",
     "learning",
     "load_game",
@@ -67,6 +78,7 @@ __all__ = [
     "plot_learning",
     "policy",
     "save_game",
+    "sensitivity",
     "solve",
     "solve_menu_auction",
     "solve_sequential",

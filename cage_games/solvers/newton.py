@@ -118,9 +118,15 @@ def solve_newton(
 ) -> EquilibriumResult:
     """Solve ``G(c) = 0`` by safeguarded Newton; see the module docstring for the steps."""
     gamma0 = initial_point(system, x0)
+    nfev0 = 0
+    if gamma0.size == 1:
+        # One principal: the system is scalar and the safeguarded 1-D Newton of the
+        # Gauss-Seidel sweep solves it directly (no m x m algebra, same iteration).
+        gamma0, nfev0 = gauss_seidel_sweep(system, gamma0, ftol=0.01 * tol)
     gamma, status, nit, nfev, history, fallbacks = _newton_run(
         system, gamma0, tol, min(max_iter, direct_iter)
     )
+    nfev += nfev0
     stages: list[float] = []
     if status != 0 and nit < max_iter:
         gamma, status, nit2, nfev2, hist2, fb2, stages = _continuation(
