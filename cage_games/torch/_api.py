@@ -309,14 +309,16 @@ def solve_batch(
     elif not (isinstance(tol, numbers.Real) and math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
     tol = float(tol)
-    if check_inputs:
-        _check_finite(v, "v", allow_neg_inf=True)
-        _check_finite(utilities, "utilities")
     bt = _beta(beta, B, device, dt, check_inputs)
     cap = _caps(caps, B, m, device, dt, check_inputs)
-
     v = v.to(dt)
     u = utilities.to(dt).contiguous()
+    usum = u.sum(1)  # (B, n); also the cheap finiteness probe for the utilities
+    if check_inputs:
+        if not bool(v.amax() < math.inf):  # NaN or +inf somewhere (amax propagates NaN)
+            _check_finite(v, "v", allow_neg_inf=True)
+        if not bool(torch.isfinite(usum).all()):
+            _check_finite(utilities, "utilities")
     allowed = v > -math.inf
     if mask is not None:
         allowed = allowed & mask
@@ -327,16 +329,17 @@ def solve_batch(
             f"mask (combined with v > -inf) excludes every action in rows {rows}: each game "
             "needs at least one allowed action"
         )
+    masked = mask is not None or not check_inputs or bool((v == -math.inf).any())
     if not check_inputs:
         # Rows without any allowed action are solved as if every action were allowed (finite
         # numbers, no NaN) and reported as failed below.
         allowed = allowed | empty.unsqueeze(-1)
-        v = torch.where(empty.unsqueeze(-1), torch.zeros_like(v), v)
+        v = torch.where(empty.unsqueeze(-1), 0.0, v)
     vm = torch.where(allowed, v, -math.inf)
-    data, gamma0 = _setup(u, vm, bt, cap, allowed, mask is not None or not check_inputs)
+    data, gamma0 = _setup(u, vm, usum, bt, cap, allowed, masked)
     tol_t = torch.full((B,), tol, dtype=dt, device=device)
-    st = K.newton(data, gamma0, tol_t, max_iter=int(max_iter), fixed_iters=fixed_iters)
-    thresholds, G, log_policy = K.finish(data, st, sync=fixed_iters is None)
+    st, ws = K.newton(data, gamma0, tol_t, max_iter=int(max_iter), fixed_iters=fixed_iters)
+    thresholds, G, log_policy = K.finish(data, ws, st, sync=fixed_iters is None)
     residual = G.abs().amax(-1)
     if not check_inputs:
         e = empty.unsqueeze(-1)
@@ -356,7 +359,13 @@ def solve_batch(
 
 
 def _setup(
-    u: Tensor, vm: Tensor, beta: Tensor, cap: Tensor | None, allowed: Tensor, masked: bool
+    u: Tensor,
+    vm: Tensor,
+    usum: Tensor,
+    beta: Tensor,
+    cap: Tensor | None,
+    allowed: Tensor,
+    masked: bool,
 ) -> tuple[K.Data, Tensor]:
     """Existence box, continuation start and starting point (scaled units)."""
     if masked:
@@ -366,7 +375,8 @@ def _setup(
     else:
         umin, umax = u.amin(-1), u.amax(-1)
     spread = (umax - umin).amax(-1, keepdim=True)
-    data = K.Data(u, vm, beta, cap, umin, umax, torch.maximum(beta, spread))
+    vmu = vm + usum
+    data = K.Data(u, vmu, beta, cap, umin, umax, torch.maximum(beta, spread))
     p0 = torch.softmax(vm / beta, dim=-1)
     eu = torch.bmm(u, p0.unsqueeze(-1)).squeeze(-1)
     lo, hi = K.box(data, beta)

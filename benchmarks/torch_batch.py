@@ -1,0 +1,168 @@
+"""Benchmark of the batched torch backend against a plain softmax of the same (B, n) tensor.
+
+For every (B, n, m) in the grid it builds a batch of LLM-like games, times a tolerance-stopped
+``cage_games.torch.solve_batch`` and a plain ``torch.softmax`` over the same (B, n) tensor in
+the same run, and prints the medians, their ratio, the worst residual, the most iterations and
+how many rows met the tolerance.
+
+Games ("LLM-like"): ``v = beta * log_softmax(logits)`` with logits ``2.5 * N(0, 1)`` (the
+spread of a language model's next-token logits over its vocabulary), ``beta = 1``, and ``m``
+principals ``u_i = w_i * z_i`` with z-scored rewards ``z_i ~ N(0, 1)`` and weights
+``w_i ~ U(0.5, 2)``, i.e. the inputs the LLM adapter builds. Every principal is active on a
+sizeable share of the vocabulary: no shortcut through sparsity is possible here.
+
+Usage::
+
+    python benchmarks/torch_batch.py                 # full grid on the CPU
+    python benchmarks/torch_batch.py --quick         # small grid (includes B=8, n=49152, m=4)
+    python benchmarks/torch_batch.py --device cuda   # on a GPU
+    python benchmarks/torch_batch.py --threads 1     # pin torch's CPU threads
+
+Timings are wall-clock medians (``time.perf_counter``; CUDA is synchronised around each call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cage_games.torch import solve_batch  # noqa: E402
+
+FULL_GRID = [(B, n, m) for B in (1, 8, 64) for n in (32, 1024, 49152, 151936) for m in (2, 4)]
+QUICK_GRID = [(1, 32, 2), (8, 1024, 4), (8, 49152, 2), (8, 49152, 4), (64, 1024, 4)]
+
+
+def make_games(B: int, n: int, m: int, *, device: str, dtype: torch.dtype, seed: int = 0):
+    """LLM-like games: ``(v, utilities, beta)`` on ``device`` (see the module docstring)."""
+    g = torch.Generator().manual_seed(seed + 1000 * B + 10 * m + n)
+    beta = 1.0
+    logits = 2.5 * torch.randn(B, n, generator=g, dtype=torch.float64)
+    v = beta * torch.log_softmax(logits, dim=-1)
+    z = torch.randn(B, m, n, generator=g, dtype=torch.float64)
+    z = (z - z.mean(-1, keepdim=True)) / z.std(-1, keepdim=True).clamp_min(1e-12)
+    w = 0.5 + 1.5 * torch.rand(B, m, 1, generator=g, dtype=torch.float64)
+    u = w * z
+    return v.to(device=device, dtype=dtype), u.to(device=device, dtype=dtype), beta
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def median_time(fn, device: str, repeats: int, budget_s: float) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls (fewer if over budget)."""
+    fn()  # warm-up (allocator, kernels)
+    _sync(device)
+    times = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s and len(times) >= 3:
+            break
+    return statistics.median(times)
+
+
+def run_case(B, n, m, *, device, dtype, repeats, budget_s, fixed_iters=None):
+    v, u, beta = make_games(B, n, m, device=device, dtype=dtype)
+    t_soft = median_time(lambda: torch.softmax(v, dim=-1), device, max(repeats, 20), budget_s)
+    kwargs = {} if fixed_iters is None else {"fixed_iters": fixed_iters, "check_inputs": False}
+    sol = solve_batch(v, u, beta, **kwargs)
+    t_solve = median_time(lambda: solve_batch(v, u, beta, **kwargs), device, repeats, budget_s)
+    return {
+        "B": B,
+        "n": n,
+        "m": m,
+        "softmax_ms": 1e3 * t_soft,
+        "solve_ms": 1e3 * t_solve,
+        "ratio": t_solve / t_soft,
+        "max_residual": float(sol.residual.max()),
+        "max_nit": int(sol.nit.max()),
+        "success": f"{int(sol.success.sum())}/{B}",
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    head = "|    B |      n | m | softmax ms | solve ms | ratio | max residual | max nit | ok |"
+    line = "|-----:|-------:|--:|-----------:|---------:|------:|-------------:|--------:|---:|"
+    out = [head, line]
+    for r in rows:
+        out.append(
+            f"| {r['B']:4d} | {r['n']:6d} | {r['m']} | {r['softmax_ms']:10.3f} | "
+            f"{r['solve_ms']:8.2f} | {r['ratio']:5.0f} | {r['max_residual']:12.2e} | "
+            f"{r['max_nit']:7d} | {r['success']} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    ap.add_argument("--quick", action="store_true", help="small grid, fewer repeats")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed calls per case")
+    ap.add_argument("--fixed-iters", type=int, default=None, help="time fixed_iters mode")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("CUDA is not available in this torch build / machine", file=sys.stderr)
+        return 2
+    dtype = getattr(torch, args.dtype)
+    grid = QUICK_GRID if args.quick else FULL_GRID
+    repeats = args.repeats or (5 if args.quick else 7)
+    budget = 4.0 if args.quick else 10.0
+    print(
+        f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, "
+        f"threads {torch.get_num_threads()}, mode "
+        f"{'tolerance' if args.fixed_iters is None else f'fixed_iters={args.fixed_iters}'}",
+        flush=True,
+    )
+    rows = []
+    for B, n, m in grid:
+        row = run_case(
+            B, n, m, device=args.device, dtype=dtype, repeats=repeats, budget_s=budget,
+            fixed_iters=args.fixed_iters,
+        )  # fmt: skip
+        rows.append(row)
+        print(
+            f"  B={B:3d} n={n:6d} m={m}: softmax {row['softmax_ms']:.3f} ms, solve "
+            f"{row['solve_ms']:.2f} ms, ratio {row['ratio']:.0f}x, residual "
+            f"{row['max_residual']:.1e}, nit {row['max_nit']}, ok {row['success']}",
+            flush=True,
+        )
+    print()
+    print(format_table(rows))
+    bar = [r for r in rows if (r["B"], r["n"], r["m"]) == (8, 49152, 4)]
+    if bar and args.dtype == "float32":
+        r = bar[0]
+        verdict = "meets" if r["ratio"] <= 20 else "misses"
+        print(
+            f"\nB=8, n=49152, m=4, float32: solve / softmax = {r['ratio']:.1f}x "
+            f"({verdict} the 20x target)"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    ok = all(math.isfinite(r["max_residual"]) for r in rows)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
