@@ -31,6 +31,8 @@ from cage_games.game import CommonAgencyGame
 
 __all__ = ["ThresholdSystem", "log_softmax"]
 
+_TINY = 1e-200  # below this the unpaid mass s_i is recomputed in log space
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Stable ``log(exp(x) / sum(exp(x)))`` over the last axis; ``-inf`` entries stay ``-inf``."""
@@ -51,6 +53,9 @@ class Evaluation:
     d: np.ndarray | None = None  # (m, n) r - gamma, kept to form J later
     w: np.ndarray | None = None  # (m, n) (u - tau - c) / beta
     Ew: np.ndarray | None = None  # (m,)
+    F: np.ndarray | None = None  # (m,) residual in log form (evaluate_log)
+    JF: np.ndarray | None = None  # (m, m) its Jacobian
+    log_parts: tuple | None = None  # pieces kept to form JF later
 
 
 class ThresholdSystem:
@@ -90,6 +95,7 @@ class ThresholdSystem:
         self.nu = np.where(self.support, game.agent.utility / beta, -np.inf)
         self.kappa = game.caps / beta
         self.uncapped = ~np.isfinite(self.kappa)
+        self.has_caps = not bool(self.uncapped.all())
         rs = self.r[:, self.support]
         self.lower = rs.min(axis=1)
         self.upper = rs.max(axis=1) + 1.0
@@ -131,6 +137,93 @@ class ThresholdSystem:
     def residual(self, thresholds: np.ndarray) -> np.ndarray:
         """Scaled residual ``G(c) / beta`` at thresholds ``c`` in utility units."""
         return self.evaluate(np.asarray(thresholds, float) / self.beta, jacobian=False).G
+
+    def evaluate_log(self, gamma: np.ndarray, jacobian: bool = True) -> Evaluation:
+        r"""The residual in log form, ``F``, with its Jacobian; same roots as ``G``.
+
+        Write ``1 + G_i = s_i - o_i`` with ``s_i = E_pi[(gamma_i - r_i)_+]`` (what principal
+        ``i`` keeps on unpaid actions) and ``o_i = E_pi[(r_i - gamma_i - kappa_i)_+]`` (its
+        surplus above the cap; 0 when uncapped). Then ``G_i = 0`` iff
+
+        .. math::  \rho_i = s_i / (1 + o_i) = 1, \qquad
+                   F_i = \log \rho_i \ (\rho_i < 1), \quad F_i = \rho_i - 1 \ (\rho_i \ge 1),
+
+        a C^1 function of ``rho`` that is ``G_i`` itself for an uncapped principal above its
+        root (there ``s_i`` is nearly linear in ``gamma_i`` and a logarithm would overshoot).
+
+        ``log s_i`` is a log-sum-exp over unpaid actions of ``log pi_a + log(gamma_i - r_ia)``,
+        so it stays accurate when the unpaid actions have probabilities below ``1e-300``
+        (a principal that pays for a dominant action). There ``G_i`` is flat, close to
+        ``-1``, and grows like an exponential: Newton on ``G`` advances about one unit of
+        ``beta`` per step, Newton on ``F`` jumps. With ``A_j`` the marginal-payment indicator
+        of :meth:`evaluate`, ``g = (gamma_i - r_i)_+``, ``h = (r_i - gamma_i - kappa_i)_+``:
+
+        .. math::  \frac{\partial \log \rho_i}{\partial \gamma_j}
+                   = \delta_{ij}\Big(\frac{P(g > 0)}{s_i} + \frac{P(h > 0)}{1 + o_i}\Big)
+                   - \frac{E[g A_j]}{s_i} + \frac{E[A_j] + E[h A_j]}{1 + o_i},
+
+        multiplied by ``rho_i`` on the rows where ``rho_i >= 1``. The result carries ``G``
+        (for the residual) and ``F``; ``JF`` is filled in by :meth:`add_log_jacobian`.
+        """
+        ev = self.evaluate(gamma, jacobian=False)
+        d, pi = ev.d, ev.policy
+        gp = np.maximum(-d, 0.0) * pi  # pi_a (gamma_i - r_ia)_+
+        s = gp.sum(axis=1)
+        log_s = np.empty_like(s)
+        direct = s > _TINY
+        log_s[direct] = np.log(s[direct])
+        tiny_rows = np.flatnonzero(~direct)
+        cond_tiny = {}
+        for i in tiny_rows:  # unpaid mass below 1e-200: redo this row in log space
+            unpaid = (d[i] < 0.0) & self.support
+            with np.errstate(divide="ignore"):
+                lg = np.where(unpaid, ev.log_policy + np.log(np.where(unpaid, -d[i], 1.0)), -np.inf)
+            top = float(lg.max()) if unpaid.any() else 0.0
+            wts = np.exp(lg - top)
+            tot = float(wts.sum())
+            log_s[i] = (np.log(tot) if tot > 0 else -np.inf) + top
+            cond_tiny[int(i)] = (wts / tot if tot > 0 else wts, unpaid)
+        if self.has_caps:
+            hp = np.maximum(d - self.kappa[:, None], 0.0) * pi  # pi_a (r_ia - gamma_i - kappa_i)_+
+            o = hp.sum(axis=1)
+        else:
+            hp, o = None, np.zeros_like(s)
+        logr = log_s - np.log1p(o)
+        above = logr > 0.0
+        ev.F = np.where(above, np.expm1(np.where(above, logr, 0.0)), logr)
+        ev.log_parts = (gp, s, log_s, cond_tiny, hp, o, above)
+        if jacobian:
+            self.add_log_jacobian(ev)
+        return ev
+
+    def add_log_jacobian(self, ev: Evaluation) -> Evaluation:
+        """Fill in ``ev.JF`` from the pieces kept by :meth:`evaluate_log`."""
+        if ev.JF is not None:
+            return ev
+        gp, s, log_s, cond_tiny, hp, o, above = ev.log_parts
+        d, pi = ev.d, ev.policy
+        A = ((d > 0.0) & (d < self.kappa[:, None])).astype(np.float64)
+        EA = A @ pi
+        unpaid_mass = ((d < 0.0) & self.support).astype(np.float64) @ pi
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # d log s_i / d gamma_j = delta_ij P(unpaid_i) / s_i - E[g_i A_j] / s_i + E[A_j]
+            safe = np.where(s > 0, s, 1.0)
+            JF = -(gp @ A.T) / safe[:, None] + EA[None, :]
+            diag = unpaid_mass / safe
+            for i, (cond, unpaid) in cond_tiny.items():
+                JF[i] = -(A @ cond) + EA
+                lpu = np.where(unpaid, ev.log_policy, -np.inf)
+                top = float(lpu.max()) if unpaid.any() else 0.0
+                diag[i] = np.exp(np.log(np.exp(lpu - top).sum()) + top - log_s[i])
+        if hp is not None:
+            # - d log(1 + o_i) / d gamma_j = [delta_ij P(h_i > 0) + E[h_i A_j] - o_i E[A_j]] / (1 + o_i)
+            capped_mass = (hp > 0).astype(np.float64) @ pi
+            JF += ((hp @ A.T) - o[:, None] * EA[None, :]) / (1.0 + o)[:, None]
+            diag = diag + capped_mass / (1.0 + o)
+        JF[np.diag_indices_from(JF)] += diag
+        JF[above] *= (1.0 + ev.F[above])[:, None]
+        ev.JF = JF
+        return ev
 
     # -- one principal at a time (Gauss-Seidel, capped best responses) --------------------
     def partial(self, i: int, gamma: np.ndarray):

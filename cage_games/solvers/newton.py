@@ -3,9 +3,14 @@
 Algorithm (in units of ``beta``; the derivation is in docs/model.rst):
 
 1. Start from ``x0`` or from "nobody pays" (``c_i = max_a u_i(a)``).
-2. Newton direction ``d = -J(c)^{-1} G(c)`` with the analytic Jacobian (least squares if ``J``
-   is singular).
-3. Globalisation by backtracking on the merit ``||G||_2`` (Armijo-type sufficient decrease,
+2. Newton direction for the residual in log form, ``F_i = log s_i - log(1 + o_i)`` with
+   ``s_i = E[(c_i - u_i)_+] / beta`` and ``o_i`` the expected surplus above the cap, which has
+   the same roots as ``G`` (``1 + G_i = s_i - o_i``; see
+   :meth:`ThresholdSystem.evaluate_log`): ``d = -F'(c)^{-1} F(c)`` with the analytic
+   Jacobian (least squares if singular). Where a principal pays for a dominant action ``G_i``
+   is flat near ``-1`` and grows like an exponential, so Newton on ``G`` creeps by about one
+   unit of ``beta`` per step; on ``F`` it does not.
+3. Globalisation by backtracking on the merit ``||F||_2`` (Armijo-type sufficient decrease,
    Nocedal and Wright, *Numerical Optimization*, 2nd ed., section 11.2), the step first
    shortened to stay inside the existence box ``[min u_i, max u_i + beta]``, which contains a
    root (design note fact 3). Truncating instead of projecting keeps ``d`` a descent
@@ -61,10 +66,13 @@ def _step_to_box(gamma: np.ndarray, d: np.ndarray, lower: np.ndarray, upper: np.
 def _newton_run(
     system: ThresholdSystem, gamma: np.ndarray, tol: float, max_iter: int
 ) -> tuple[np.ndarray, int, int, int, list[float], int]:
-    """Newton iterations from ``gamma``; returns (gamma, status, nit, nfev, history, fallbacks)."""
-    ev = system.evaluate(gamma)
+    """Newton iterations on ``F`` from ``gamma``.
+
+    Returns (gamma, status, nit, nfev, history, fallbacks); ``history`` holds ``max |G|``.
+    """
+    ev = system.evaluate_log(gamma)
     nfev = 1
-    norm = float(np.linalg.norm(ev.G))
+    norm = float(np.linalg.norm(ev.F))
     history = [float(np.max(np.abs(ev.G)))]
     status, nit, fallbacks = 1, 0, 0
     tol_stop = 0.01 * tol
@@ -75,18 +83,19 @@ def _newton_run(
         if nit >= max_iter:
             break
         nit += 1
-        try:
-            d = np.linalg.solve(ev.J, -ev.G)
-        except np.linalg.LinAlgError:
-            d = np.linalg.lstsq(ev.J, -ev.G, rcond=None)[0]
+        with np.errstate(invalid="ignore", over="ignore"):
+            try:
+                d = np.linalg.solve(ev.JF, -ev.F)
+            except np.linalg.LinAlgError:
+                d = np.linalg.lstsq(ev.JF, -ev.F, rcond=None)[0]
         accepted = False
-        if np.all(np.isfinite(d)):
+        if np.all(np.isfinite(d)) and np.isfinite(norm):
             t = _step_to_box(gamma, d, system.lower, system.upper)
             for _ in range(_MAX_HALVINGS):
                 trial = np.clip(gamma + t * d, system.lower, system.upper)
-                ev_trial = system.evaluate(trial, jacobian=False)
+                ev_trial = system.evaluate_log(trial, jacobian=False)
                 nfev += 1
-                norm_trial = float(np.linalg.norm(ev_trial.G))
+                norm_trial = float(np.linalg.norm(ev_trial.F))
                 if norm_trial <= (1.0 - _ARMIJO * t) * norm:
                     accepted = True
                     break
@@ -98,12 +107,12 @@ def _newton_run(
             fallbacks += 1
             trial, k = gauss_seidel_sweep(system, gamma, ftol=tol_stop)
             nfev += k + 1
-            ev_trial = system.evaluate(trial)
-            norm_trial = float(np.linalg.norm(ev_trial.G))
             if np.array_equal(trial, gamma):
                 status = 2
                 break
-        gamma, ev, norm = trial, system.add_jacobian(ev_trial), norm_trial
+            ev_trial = system.evaluate_log(trial, jacobian=False)
+            norm_trial = float(np.linalg.norm(ev_trial.F))
+        gamma, ev, norm = trial, system.add_log_jacobian(ev_trial), norm_trial
         history.append(float(np.max(np.abs(ev.G))))
     return gamma, status, nit, nfev, history, fallbacks
 
