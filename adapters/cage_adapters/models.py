@@ -165,6 +165,7 @@ def export_gguf(gguf_file: str | os.PathLike, target: str | os.PathLike,
     if stamp is None:
         stamp = _stamp(gguf_file) | {"with_model": with_model}
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    _quiet()
     try:
         tok = AutoTokenizer.from_pretrained(
             gguf_file.parent, gguf_file=gguf_file.name, local_files_only=True
@@ -207,6 +208,13 @@ def default_model_path(export: bool = True) -> Path:
     if export and not _fresh(target, _stamp(source) | {"with_model": True}):
         export_gguf(source, target)
     return target
+
+
+def _quiet() -> None:
+    """No loading progress bars from transformers (they would clutter ``cage align``)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def load_tokenizer(path: str | os.PathLike):
@@ -255,6 +263,7 @@ def load_model(path: str | os.PathLike, device: str | None = None, dtype: Any = 
 
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    _quiet()
     model = AutoModelForCausalLM.from_pretrained(
         path, local_files_only=True, dtype=dtype or torch.float32
     )

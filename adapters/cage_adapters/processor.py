@@ -53,6 +53,8 @@ from cage_adapters.vocab import same_vocabulary
 
 __all__ = ["CageLogitsProcessor", "LinearMixingProcessor", "StepRecord", "Trace"]
 
+_KL_RTOL = 0.03  # target-KL mode: accept |log KL - log target| <= 0.03 (3 % relative)
+_PROBE_MAX_ITER = 40  # target-KL mode: iteration cap of each probe solve
 _END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "</s>", "<eos>")
 
 
@@ -362,7 +364,7 @@ class _GameProcessor(LogitsProcessor):
 
     # -- the policy (subclasses) -----------------------------------------------------------
     def _policy(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
-                beta: torch.Tensor) -> dict[str, torch.Tensor]:
+                beta: torch.Tensor, target_mode: bool = False) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def _stake_range(self, u: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -381,14 +383,19 @@ class _GameProcessor(LogitsProcessor):
         N = logq.shape[0]
         dev = logq.device
         hi = self._stake_range(u, mask) * 2.0
-        G = 8
-        expo = torch.linspace(0.0, -4.0, G, device=dev)
+        G = 5
+        expo = torch.linspace(0.0, -2.0, G, device=dev)
         grid = hi.unsqueeze(1) * torch.pow(10.0, expo).unsqueeze(0)  # (N, G), beta decreasing
         rep = lambda t: t.repeat_interleave(G, dim=0)  # noqa: E731
-        res = self._policy(rep(logq), rep(u), rep(mask), grid.reshape(-1))
-        kl = res["kl"].view(N, G)
+        res = self._policy(rep(logq), rep(u), rep(mask), grid.reshape(-1), target_mode=True)
         ftarget = math.log(target)
-        f = torch.log(kl.clamp_min(1e-12)) - ftarget  # increasing along the grid
+
+        def fval(r: dict[str, torch.Tensor]) -> torch.Tensor:
+            # log(KL / target); a failed solve counts as "below target" so it never brackets
+            f = torch.log(r["kl"].clamp_min(1e-12)) - ftarget
+            return torch.where(r["success"], f, torch.full_like(f, -60.0))
+
+        f = fval(res).view(N, G)  # increasing along the grid
         best = _select(res, (f.abs()).argmin(dim=1), N, G)
         above = f >= 0
         reached = above.any(dim=1)
@@ -400,8 +407,8 @@ class _GameProcessor(LogitsProcessor):
         xa, xb = x.gather(1, ja).squeeze(1), x.gather(1, jb).squeeze(1)
         fa, fb = f.gather(1, ja).squeeze(1), f.gather(1, jb).squeeze(1)
         best["ferr"] = f.abs().amin(dim=1)
-        todo = reached & (best["ferr"] > 0.02)
-        for it in range(4):
+        todo = reached & (best["ferr"] > _KL_RTOL)
+        for it in range(3):
             if not bool(todo.any()):
                 break
             denom = fb - fa
@@ -409,8 +416,8 @@ class _GameProcessor(LogitsProcessor):
             t = t.clamp(0.05, 0.95) if it else t.clamp(0.0, 1.0)
             xm = xa + t * (xb - xa)
             rows = torch.nonzero(todo).squeeze(1)
-            r = self._policy(logq[rows], u[rows], mask[rows], xm[rows].exp())
-            fm = torch.log(r["kl"].clamp_min(1e-12)) - ftarget
+            r = self._policy(logq[rows], u[rows], mask[rows], xm[rows].exp(), target_mode=True)
+            fm = fval(r)
             # update brackets (f increasing as x decreases: xa > xb, fa < 0 <= fb)
             left = fm < 0
             xa_r, fa_r, xb_r, fb_r = xa[rows], fa[rows], xb[rows], fb[rows]
@@ -425,7 +432,7 @@ class _GameProcessor(LogitsProcessor):
                 best[key][rows] = torch.where(better.view(shape), val, cur)
             best["ferr"][rows] = torch.where(better, fm.abs(), best["ferr"][rows])
             todo = todo.clone()
-            todo[rows] = best["ferr"][rows] > 0.02
+            todo[rows] = best["ferr"][rows] > _KL_RTOL
         best["kl_reached"] = reached
         return best
 
@@ -584,6 +591,9 @@ class CageLogitsProcessor(_GameProcessor):
         :func:`cage_games.torch.solve_batch` (the default).
     solver_options : dict, optional
         Extra keyword arguments for the solver (``tol``, ``max_iter``).
+    solver_dtype : torch.dtype, default torch.float64
+        Precision of the solve (the games are tiny: float64 costs little and converges where
+        float32 stalls at strong stakes).
     record : bool, default True
         Keep a :class:`StepRecord` per step in :attr:`trace`.
 
@@ -611,7 +621,8 @@ class CageLogitsProcessor(_GameProcessor):
                  beta: float = 1.0, target_kl: float | None = None, top_k: int | None = 20,
                  top_p: float | None = None, eos_token_id: int | Sequence[int] | None = None,
                  solver: Callable[..., Any] | None = None,
-                 solver_options: dict[str, Any] | None = None, record: bool = True) -> None:
+                 solver_options: dict[str, Any] | None = None,
+                 solver_dtype: torch.dtype = torch.float64, record: bool = True) -> None:
         super().__init__(objectives, weights, beta=beta, target_kl=target_kl, top_k=top_k,
                          top_p=top_p, eos_token_id=eos_token_id, record=record)
         if solver is None:
@@ -624,12 +635,18 @@ class CageLogitsProcessor(_GameProcessor):
                 ) from e
         self.solver = solver
         self.solver_options = dict(solver_options or {})
+        self.solver_dtype = solver_dtype
 
     def _policy(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
-                beta: torch.Tensor) -> dict[str, torch.Tensor]:
-        v = beta.unsqueeze(1) * logq
+                beta: torch.Tensor, target_mode: bool = False) -> dict[str, torch.Tensor]:
+        dt = self.solver_dtype
+        v = (beta.unsqueeze(1) * logq).to(dt)
+        opts = self.solver_options
+        if target_mode and "max_iter" not in opts:
+            # root-search probes: a probe that needs more iterations is dropped, not waited for
+            opts = {**opts, "max_iter": _PROBE_MAX_ITER}
         try:
-            res = self.solver(v, u, beta, mask=mask, **self.solver_options)
+            res = self.solver(v, u.to(dt), beta.to(dt), mask=mask, **opts)
             logpi = res.log_policy.to(logq.dtype)
             thr = res.thresholds.to(logq.dtype)
             residual = torch.as_tensor(res.residual, device=logq.device).to(logq.dtype)
@@ -664,7 +681,7 @@ class LinearMixingProcessor(_GameProcessor):
     kind = "linear"
 
     def _policy(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
-                beta: torch.Tensor) -> dict[str, torch.Tensor]:
+                beta: torch.Tensor, target_mode: bool = False) -> dict[str, torch.Tensor]:
         b = beta.view(-1, 1)
         tilt = u.sum(1) / b
         z = torch.where(mask, logq + tilt, torch.full_like(logq, -math.inf))
