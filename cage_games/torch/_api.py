@@ -40,8 +40,8 @@ class BatchSolution:
         starting point already met ``tol``.
     success : Tensor, shape (B,), bool
         ``residual <= tol``.
-    tol : float
-        The tolerance used.
+    tol : Tensor, shape (B,)
+        The tolerance each row was solved to (see ``tol`` in :func:`solve_batch`).
     mode : str
         ``"tolerance"`` (stopped when every row converged) or ``"fixed"`` (``fixed_iters``).
     """
@@ -51,7 +51,7 @@ class BatchSolution:
     residual: Tensor
     nit: Tensor
     success: Tensor
-    tol: float
+    tol: Tensor
     mode: str
 
     @property
@@ -65,7 +65,8 @@ class BatchSolution:
         worst = float(self.residual.max()) if self.residual.numel() else 0.0
         return (
             f"BatchSolution(B={B}, n={n}, m={self.thresholds.shape[1]}, success={ok}/{B}, "
-            f"max residual={worst:.3g}, max nit={int(self.nit.max())}, tol={self.tol:g}, "
+            f"max residual={worst:.3g}, max nit={int(self.nit.max())}, "
+            f"tol={float(self.tol.max()):.3g}, "
             f"mode={self.mode!r}, device={self.log_policy.device}, "
             f"dtype={self.log_policy.dtype})"
         )
@@ -204,9 +205,11 @@ def solve_batch(
     caps : float or Tensor of shape (m,) or (B, m), optional
         Upper bounds on transfers in utility units, ``> 0``; ``inf`` = uncapped (default).
     tol : float, optional
-        Tolerance on the residual ``max_i |G_i| / beta``. Default ``1e-11`` in float64 and
-        ``1e-5`` in float32 (the float32 rounding floor of ``G`` is about ``1e-6`` for
-        utilities of order ``beta``).
+        Tolerance on the residual ``max_i |G_i| / beta``. Default: ``1e-11`` in float64 and
+        ``1e-5`` in float32, raised for a row whose utilities are large compared with its
+        temperature to ``16 eps max_i,a |u_i(a)| / beta`` (``eps`` the dtype's machine
+        epsilon), the rounding floor of ``G`` in that dtype: in float32 that happens once
+        ``max |u| > 5 beta``. A given ``tol`` is used as it is for every row.
     max_iter : int
         Iteration cap in tolerance mode (each iteration is one trial evaluation).
     fixed_iters : int, optional
@@ -304,6 +307,7 @@ def solve_batch(
         raise ValueError(f"fixed_iters must be None or an integer >= 0, got {fixed_iters!r}")
     if isinstance(max_iter, bool) or int(max_iter) < 0:
         raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+    default_tol = tol is None
     if tol is None:
         tol = _DEFAULT_TOL[dt]
     elif not (isinstance(tol, numbers.Real) and math.isfinite(tol) and tol > 0):
@@ -338,6 +342,9 @@ def solve_batch(
     vm = torch.where(allowed, v, -math.inf)
     data, gamma0 = _setup(u, vm, usum, bt, cap, allowed, masked)
     tol_t = torch.full((B,), tol, dtype=dt, device=device)
+    if default_tol:
+        scale = torch.maximum(data.umax.abs(), data.umin.abs()).amax(-1) / bt.squeeze(-1)
+        tol_t = torch.maximum(tol_t, 16 * torch.finfo(dt).eps * scale)
     st, ws = K.newton(data, gamma0, tol_t, max_iter=int(max_iter), fixed_iters=fixed_iters)
     thresholds, G, log_policy = K.finish(data, ws, st, sync=fixed_iters is None)
     residual = G.abs().amax(-1)
@@ -352,8 +359,8 @@ def solve_batch(
         thresholds=thresholds,
         residual=residual,
         nit=st.nit,
-        success=residual <= tol,
-        tol=tol,
+        success=residual <= tol_t,
+        tol=tol_t,
         mode="tolerance" if fixed_iters is None else "fixed",
     )
 

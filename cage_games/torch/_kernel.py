@@ -260,7 +260,8 @@ def _step(
     t = st.alpha * _step_length(st.gamma, st.p, lo, hi)
     trial = torch.minimum(torch.maximum(st.gamma + t.unsqueeze(-1) * st.p, lo), hi)
     if gs_on:
-        onehot = torch.nn.functional.one_hot(st.gk, m).to(torch.bool)
+        # (not F.one_hot: it validates its input on the host, which breaks graph capture)
+        onehot = torch.arange(m, device=st.gk.device) == st.gk.unsqueeze(-1)
         trial_g = torch.where(onehot, st.gx.unsqueeze(-1), st.gamma)
         trial = torch.where(st.gs.unsqueeze(-1), trial_g, trial)
     trial = torch.where(running.unsqueeze(-1), trial, st.gamma)
