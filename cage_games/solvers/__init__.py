@@ -112,8 +112,9 @@ def solve(
         fallback = solve_gauss_seidel(
             system, tol=tol, max_iter=_DEFAULT_MAX_ITER["gauss-seidel"], x0=res.thresholds
         )
+        better = fallback if fallback.residual < res.residual else res
         res = dataclasses.replace(
-            fallback,
+            better,
             method="newton>gauss-seidel",
             nit=res.nit + fallback.nit,
             nfev=res.nfev + fallback.nfev,
