@@ -29,10 +29,14 @@ def timed(game, method, **kw):
 
 
 def speed_table(ns, ms, betas, reps, gs_max_iter):
-    print("## Median time per solve (ms) and worst residual; Gauss-Seidel capped at "
-          f"{gs_max_iter} sweeps")
-    print(f"{'n':>6} {'m':>2} {'beta':>5} | {'newton ms':>10} {'nit':>4} {'residual':>9} | "
-          f"{'g-s ms':>9} {'sweeps':>6} {'residual':>9} {'ok':>3} | {'g-s/newton':>10}")
+    print(
+        "## Median time per solve (ms) and worst residual; Gauss-Seidel capped at "
+        f"{gs_max_iter} sweeps"
+    )
+    print(
+        f"{'n':>6} {'m':>2} {'beta':>5} | {'newton ms':>10} {'nit':>4} {'residual':>9} | "
+        f"{'g-s ms':>9} {'sweeps':>6} {'residual':>9} {'ok':>3} | {'g-s/newton':>10}"
+    )
     rng = np.random.default_rng(0)
     for n in ns:
         for m in ms:
@@ -41,8 +45,7 @@ def speed_table(ns, ms, betas, reps, gs_max_iter):
                 for _ in range(reps):
                     game = llm_like_game(rng, n, m, beta)
                     rows["newton"].append(timed(game, "newton"))
-                    rows["gauss-seidel"].append(
-                        timed(game, "gauss-seidel", max_iter=gs_max_iter))
+                    rows["gauss-seidel"].append(timed(game, "gauss-seidel", max_iter=gs_max_iter))
                 tn = np.median([t for t, _ in rows["newton"]]) * 1e3
                 tg = np.median([t for t, _ in rows["gauss-seidel"]]) * 1e3
                 rn = max(r.residual for _, r in rows["newton"])
@@ -51,14 +54,18 @@ def speed_table(ns, ms, betas, reps, gs_max_iter):
                 itg = int(np.median([r.nit for _, r in rows["gauss-seidel"]]))
                 okg = sum(r.success for _, r in rows["gauss-seidel"])
                 assert all(r.success for _, r in rows["newton"]), (n, m, beta)
-                print(f"{n:>6} {m:>2} {beta:>5} | {tn:>10.2f} {itn:>4} {rn:>9.1e} | "
-                      f"{tg:>9.2f} {itg:>6} {rg:>9.1e} {okg:>2}/{reps} | {tg / tn:>10.1f}")
+                print(
+                    f"{n:>6} {m:>2} {beta:>5} | {tn:>10.2f} {itn:>4} {rn:>9.1e} | "
+                    f"{tg:>9.2f} {itg:>6} {rg:>9.1e} {okg:>2}/{reps} | {tg / tn:>10.1f}"
+                )
 
 
 def versus_diagonalization(reps):
     print("\n## Newton vs diagonalization (cvxpy best responses), n = 100, m = 3, same games")
-    print(f"{'beta':>5} | {'newton ms':>10} | {'diag ms':>10} {'sweeps':>6} | "
-          f"{'max |pi diff|':>13} | {'speed-up':>8}")
+    print(
+        f"{'beta':>5} | {'newton ms':>10} | {'diag ms':>10} {'sweeps':>6} | "
+        f"{'max |pi diff|':>13} | {'speed-up':>8}"
+    )
     rng = np.random.default_rng(1)
     for beta in (0.05, 1.0):
         tn, td, diffs, sweeps = [], [], [], []
@@ -71,8 +78,10 @@ def versus_diagonalization(reps):
             sweeps.append(rb.nit)
             diffs.append(float(np.max(np.abs(ra.policy - rb.policy))))
         n_ms, d_ms = np.median(tn) * 1e3, np.median(td) * 1e3
-        print(f"{beta:>5} | {n_ms:>10.2f} | {d_ms:>10.1f} {int(np.median(sweeps)):>6} | "
-              f"{max(diffs):>13.1e} | {d_ms / n_ms:>7.0f}x")
+        print(
+            f"{beta:>5} | {n_ms:>10.2f} | {d_ms:>10.1f} {int(np.median(sweeps)):>6} | "
+            f"{max(diffs):>13.1e} | {d_ms / n_ms:>7.0f}x"
+        )
 
 
 def robustness(n_games, caps):
@@ -101,9 +110,11 @@ def robustness(n_games, caps):
         nits.append(res.nit)
         worst = max(worst, res.residual)
     label = "capped (half the principals, caps = 30% of range)" if caps else "uncapped"
-    print(f"{label:>52}: {ok}/{n_games} succeeded ({100 * ok / n_games:.1f}%), "
-          f"Newton steps median {np.median(nits):.0f} / p95 {np.percentile(nits, 95):.0f} / "
-          f"max {max(nits)}, worst residual {worst:.1e}, median {np.median(times) * 1e3:.1f} ms")
+    print(
+        f"{label:>52}: {ok}/{n_games} succeeded ({100 * ok / n_games:.1f}%), "
+        f"Newton steps median {np.median(nits):.0f} / p95 {np.percentile(nits, 95):.0f} / "
+        f"max {max(nits)}, worst residual {worst:.1e}, median {np.median(times) * 1e3:.1f} ms"
+    )
 
 
 def main() -> None:
@@ -113,15 +124,20 @@ def main() -> None:
     if args.quick:
         speed_table([10, 1000, 50000], [1, 4], [0.05, 1.0], reps=3, gs_max_iter=300)
         versus_diagonalization(reps=2)
-        print("\n## Robustness: random games, n in [2, 1000], m in [1, 8], beta in [0.01, 10], "
-              "utilities over 3 orders of magnitude")
+        print(
+            "\n## Robustness: random games, n in [2, 1000], m in [1, 8], beta in [0.01, 10], "
+            "utilities over 3 orders of magnitude"
+        )
         robustness(200, caps=False)
     else:
-        speed_table([10, 100, 1000, 10000, 50000], [1, 2, 4, 8], [0.05, 1.0], reps=5,
-                    gs_max_iter=500)
+        speed_table(
+            [10, 100, 1000, 10000, 50000], [1, 2, 4, 8], [0.05, 1.0], reps=5, gs_max_iter=500
+        )
         versus_diagonalization(reps=5)
-        print("\n## Robustness: random games, n in [2, 1000], m in [1, 8], beta in [0.01, 10], "
-              "utilities over 3 orders of magnitude")
+        print(
+            "\n## Robustness: random games, n in [2, 1000], m in [1, 8], beta in [0.01, 10], "
+            "utilities over 3 orders of magnitude"
+        )
         robustness(1000, caps=False)
         robustness(300, caps=True)
 

@@ -29,7 +29,6 @@ from cage_games.menu_auction import (
 )
 from cage_games.result import EquilibriumResult
 from cage_games.sensitivity import Derivatives, SensitivityReport, sensitivity
-from cage_games.solvers import METHODS, solve
 from cage_games.sequential import (
     MyopicComparison,
     SequentialGame,
@@ -39,26 +38,32 @@ from cage_games.sequential import (
     outcome_distribution,
     solve_sequential,
 )
+from cage_games.solvers import METHODS, solve
 from cage_games.thresholds import ThresholdSystem
-from cage_games.uniqueness import DominanceBound, UniquenessReport, check_uniqueness, dominance_bound
+from cage_games.uniqueness import (
+    DominanceBound,
+    UniquenessReport,
+    check_uniqueness,
+    dominance_bound,
+)
 
 __all__ = [
     "METHODS",
     "Agent",
     "BestResponse",
+    "CommonAgencyGame",
     "Derivatives",
     "DominanceBound",
-    "ExistenceReport",
-    "CommonAgencyGame",
     "EquilibriumResult",
+    "ExistenceReport",
     "LearningResult",
     "MenuAuctionResult",
     "MyopicComparison",
     "NashGap",
     "Principal",
+    "SensitivityReport",
     "SequentialGame",
     "SequentialResult",
-    "SensitivityReport",
     "ThresholdSystem",
     "UniquenessReport",
     "ZeroTemperaturePath",

@@ -11,7 +11,9 @@ import numbers
 import numpy as np
 
 
-def as_vector(x: object, name: str, *, n: int | None = None, allow_neg_inf: bool = False) -> np.ndarray:
+def as_vector(
+    x: object, name: str, *, n: int | None = None, allow_neg_inf: bool = False
+) -> np.ndarray:
     """Return `x` as a read-only 1-D float64 array, checking shape and finiteness.
 
     Parameters
@@ -40,7 +42,9 @@ def as_vector(x: object, name: str, *, n: int | None = None, allow_neg_inf: bool
             f"{name} has {arr.size} entries but the game has {n} actions; give one value per action"
         )
     if np.isnan(arr).any():
-        raise ValueError(f"{name} contains NaN at positions {np.flatnonzero(np.isnan(arr))[:5].tolist()}")
+        raise ValueError(
+            f"{name} contains NaN at positions {np.flatnonzero(np.isnan(arr))[:5].tolist()}"
+        )
     bad = np.isposinf(arr) | (np.isneginf(arr) if not allow_neg_inf else False)
     if np.any(bad):
         raise ValueError(

@@ -24,7 +24,8 @@ recovered from the solver's ``p``, or of the current transfers if better. The up
 the Lagrange dual function at the solver's multipliers ``lambda`` of the constraints: for any
 ``lambda`` in the simplex (weak duality)
 
-.. math::  \\max_p U_i / \\beta \\le g(\\lambda) = \\max_{p \\in \\Delta} \\sum_a p_a (r_a + \\log q_a)
+.. math::  \\max_p U_i / \\beta \\le g(\\lambda)
+           = \\max_{p \\in \\Delta} \\sum_a p_a (r_a + \\log q_a)
            + \\sum_a H(p_a) + \\sum_a \\lambda_a (\\log p_a - \\log q_a),
 
 and the inner maximum is separable: for a multiplier ``mu`` of ``sum p = 1`` each
@@ -220,7 +221,11 @@ def best_response(
     """
     _require_quantal(game)
     tau = _check_transfers(game, transfers)
-    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < game.n_principals:
+    if (
+        isinstance(i, bool)
+        or not isinstance(i, (int, np.integer))
+        or not 0 <= i < game.n_principals
+    ):
         raise ValueError(f"i must be a principal index in [0, {game.n_principals}), got {i!r}")
     i = int(i)
     others = tau.sum(axis=0) - tau[i]
@@ -252,8 +257,17 @@ def _conic(
         transfer = np.zeros(n)
         pol = np.exp(_log_policy(game, others))
         val = _payoff_of(game, i, others, transfer)
-        return BestResponse(i, val, max(val, current), current, transfer, pol, "conic", "none",
-                            "trivial (one action)")
+        return BestResponse(
+            i,
+            val,
+            max(val, current),
+            current,
+            transfer,
+            pol,
+            "conic",
+            "none",
+            "trivial (one action)",
+        )
     p = cp.Variable(k, nonneg=True)
     t = cp.Variable()
     floor = cp.log(p) - logq >= t
@@ -285,8 +299,9 @@ def _conic(
         for lam in _multiplier_candidates(ph, logq, r, floor.dual_value if k_ == 0 else None):
             upper = min(upper, beta * _dual_bound(r, logq, lam) + shift)
     pol = np.exp(_log_policy(game, others + transfer))
-    return BestResponse(i, float(payoff), float(max(upper, payoff)), current, transfer, pol,
-                        "conic", solver, status)
+    return BestResponse(
+        i, float(payoff), float(max(upper, payoff)), current, transfer, pol, "conic", solver, status
+    )
 
 
 def _polished(ph: np.ndarray, logq: np.ndarray, r: np.ndarray) -> list[np.ndarray]:
@@ -424,7 +439,9 @@ def _dual_bound(r: np.ndarray, logq: np.ndarray, lam: np.ndarray) -> float:
     return float(p @ (r + logq) + ent.sum() + lam @ (x - logq))
 
 
-def _threshold_search(game: CommonAgencyGame, i: int, others: np.ndarray, current: float) -> BestResponse:
+def _threshold_search(
+    game: CommonAgencyGame, i: int, others: np.ndarray, current: float
+) -> BestResponse:
     u, cap = game.utilities[i], float(game.caps[i])
     S = game.agent.support
     lo, hi = float(u[S].min()) - cap, float(u[S].max())
@@ -440,8 +457,12 @@ def _threshold_search(game: CommonAgencyGame, i: int, others: np.ndarray, curren
         a, b = grid[max(j - 1, 0)], grid[min(j + 1, _GRID - 1)]
         if b <= a:
             continue
-        res = optimize.minimize_scalar(lambda c: -value(c), bounds=(a, b), method="bounded",
-                                       options={"xatol": 1e-12 * max(1.0, abs(a))})
+        res = optimize.minimize_scalar(
+            lambda c: -value(c),
+            bounds=(a, b),
+            method="bounded",
+            options={"xatol": 1e-12 * max(1.0, abs(a))},
+        )
         if -res.fun > best_v:
             best_c, best_v = float(res.x), float(-res.fun)
     transfer = np.where(S, np.clip(u - best_c, 0.0, cap), 0.0)
@@ -449,11 +470,22 @@ def _threshold_search(game: CommonAgencyGame, i: int, others: np.ndarray, curren
     if current > payoff:
         payoff = current
     pol = np.exp(_log_policy(game, others + transfer))
-    return BestResponse(i, float(payoff), float(payoff), current, transfer, pol,
-                        "threshold-search", "grid+brent", "optimal (grid-global, KKT form)")
+    return BestResponse(
+        i,
+        float(payoff),
+        float(payoff),
+        current,
+        transfer,
+        pol,
+        "threshold-search",
+        "grid+brent",
+        "optimal (grid-global, KKT form)",
+    )
 
 
-def nash_gap(game: CommonAgencyGame, transfers: np.ndarray, *, solver: str | None = None) -> NashGap:
+def nash_gap(
+    game: CommonAgencyGame, transfers: np.ndarray, *, solver: str | None = None
+) -> NashGap:
     """Certified Nash gap (exploitability) of a transfer profile.
 
     ``total = sum_i max(0, U_i^BR - U_i)`` where ``U_i^BR`` is bounded from above by each

@@ -71,7 +71,9 @@ class Agent:
                     "give one flag per action"
                 )
             if not support.any():
-                raise ValueError("support excludes every action: at least one action must be allowed")
+                raise ValueError(
+                    "support excludes every action: at least one action must be allowed"
+                )
         support.setflags(write=False)
         object.__setattr__(self, "utility", v)
         object.__setattr__(self, "beta", beta)
@@ -100,7 +102,9 @@ class Agent:
             )
         total = p0.sum()
         if total <= 0:
-            raise ValueError("reference is all zeros: it must put positive probability on some action")
+            raise ValueError(
+                "reference is all zeros: it must put positive probability on some action"
+            )
         if abs(total - 1.0) > 1e-6:
             raise ValueError(
                 f"reference must sum to 1 (got {total:.9g}); normalise it, e.g. p / p.sum()"
@@ -140,7 +144,11 @@ class Principal:
             raise TypeError(f"name must be a string, got {type(self.name).__name__}")
         if self.cap is not None:
             cap = self.cap
-            if isinstance(cap, (int, float, np.number)) and not isinstance(cap, bool) and np.isposinf(cap):
+            if (
+                isinstance(cap, (int, float, np.number))
+                and not isinstance(cap, bool)
+                and np.isposinf(cap)
+            ):
                 object.__setattr__(self, "cap", None)
             else:
                 object.__setattr__(self, "cap", as_scalar(cap, "cap", minimum=0.0, strict=True))
@@ -178,18 +186,24 @@ class CommonAgencyGame:
         if not isinstance(self.agent, Agent):
             raise TypeError(f"agent must be a cage_games.Agent, got {type(self.agent).__name__}")
         if isinstance(self.principals, Principal):
-            raise TypeError("principals must be a sequence of Principal: wrap a single one in a list")
+            raise TypeError(
+                "principals must be a sequence of Principal: wrap a single one in a list"
+            )
         try:
             principals = tuple(self.principals)
         except TypeError:
             raise TypeError("principals must be a sequence of cage_games.Principal") from None
         if not principals:
-            raise ValueError("principals is empty: a common-agency game needs at least one principal")
+            raise ValueError(
+                "principals is empty: a common-agency game needs at least one principal"
+            )
         n = self.agent.n_actions
         named = []
         for i, p in enumerate(principals):
             if not isinstance(p, Principal):
-                raise TypeError(f"principals[{i}] must be a cage_games.Principal, got {type(p).__name__}")
+                raise TypeError(
+                    f"principals[{i}] must be a cage_games.Principal, got {type(p).__name__}"
+                )
             if p.utility.size != n:
                 raise ValueError(
                     f"principals[{i}].utility has {p.utility.size} entries but the agent has {n} "
@@ -243,5 +257,6 @@ class CommonAgencyGame:
     def __repr__(self) -> str:
         return (
             f"CommonAgencyGame(n_actions={self.n_actions}, principals={list(self.names)}, "
-            f"beta={self.beta:g}, caps={[None if not np.isfinite(c) else float(c) for c in self.caps]})"
+            f"beta={self.beta:g}, "
+            f"caps={[None if not np.isfinite(c) else float(c) for c in self.caps]})"
         )

@@ -32,7 +32,9 @@ def game_from_dict(data: Any) -> CommonAgencyGame:
         raise ValueError("a game file must hold a JSON object with 'agent' and 'principals'")
     unknown = set(data) - {"agent", "principals", "actions", "description"}
     if unknown:
-        raise ValueError(f"unknown top-level field(s) {sorted(unknown)}; expected agent, principals, actions")
+        raise ValueError(
+            f"unknown top-level field(s) {sorted(unknown)}; expected agent, principals, actions"
+        )
     agent = data.get("agent")
     if not isinstance(agent, dict):
         raise ValueError("'agent' must be an object with 'beta' and 'utility' or 'reference'")
@@ -89,7 +91,9 @@ def load_game(path: str | Path) -> CommonAgencyGame:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        raise ValueError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
     try:
         return game_from_dict(data)
     except ValueError as exc:

@@ -38,7 +38,9 @@ def format_record(obj: Any, skip: tuple[str, ...] = ()) -> str:
     for name in names:
         value = getattr(obj, name)
         if isinstance(value, np.ndarray):
-            text = np.array2string(value, precision=6, threshold=12, edgeitems=3, suppress_small=False)
+            text = np.array2string(
+                value, precision=6, threshold=12, edgeitems=3, suppress_small=False
+            )
         elif isinstance(value, Mapping):
             text = ", ".join(f"{k}={v!r}" for k, v in value.items()) or "{}"
         elif isinstance(value, float):

@@ -216,7 +216,8 @@ class ThresholdSystem:
                 top = float(lpu.max()) if unpaid.any() else 0.0
                 diag[i] = np.exp(np.log(np.exp(lpu - top).sum()) + top - log_s[i])
         if hp is not None:
-            # - d log(1 + o_i) / d gamma_j = [delta_ij P(h_i > 0) + E[h_i A_j] - o_i E[A_j]] / (1 + o_i)
+            # -d log(1 + o_i)/d gamma_j
+            #   = [delta_ij P(h_i > 0) + E[h_i A_j] - o_i E[A_j]] / (1 + o_i)
             capped_mass = (hp > 0).astype(np.float64) @ pi
             JF += ((hp @ A.T) - o[:, None] * EA[None, :]) / (1.0 + o)[:, None]
             diag = diag + capped_mass / (1.0 + o)

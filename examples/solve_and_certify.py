@@ -12,17 +12,22 @@ n = 40
 logits = rng.normal(size=n) * 2
 p0 = np.exp(logits - logits.max())
 agent = cg.Agent.kl_regularized(p0 / p0.sum(), beta=0.3)
-game = cg.CommonAgencyGame(agent, [
-    cg.Principal(rng.normal(size=n), name="helpful"),
-    cg.Principal(rng.normal(size=n), name="harmless"),
-])
+game = cg.CommonAgencyGame(
+    agent,
+    [
+        cg.Principal(rng.normal(size=n), name="helpful"),
+        cg.Principal(rng.normal(size=n), name="harmless"),
+    ],
+)
 
 results = {m: cg.solve(game, method=m) for m in ("newton", "gauss-seidel", "diagonalization")}
 print(results["newton"])
 for name, res in results.items():
     diff = np.max(np.abs(res.policy - results["newton"].policy))
-    print(f"{name:>16}: success={res.success} nit={res.nit:4d} residual={res.residual:.1e} "
-          f"max|pi - pi_newton|={diff:.1e}")
+    print(
+        f"{name:>16}: success={res.success} nit={res.nit:4d} residual={res.residual:.1e} "
+        f"max|pi - pi_newton|={diff:.1e}"
+    )
 gap = cg.nash_gap(game, results["newton"].transfers)
 print(f"Nash gap of Newton's equilibrium (cvxpy + dual bound): {gap.total:.2e}")
 assert gap.total < 1e-8

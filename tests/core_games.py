@@ -7,8 +7,16 @@ import numpy as np
 import cage_games as cg
 
 
-def random_game(rng: np.random.Generator, n: int, m: int, beta: float, *, spread: float = 1.0,
-                kl: bool = False, caps: bool = False) -> cg.CommonAgencyGame:
+def random_game(
+    rng: np.random.Generator,
+    n: int,
+    m: int,
+    beta: float,
+    *,
+    spread: float = 1.0,
+    kl: bool = False,
+    caps: bool = False,
+) -> cg.CommonAgencyGame:
     """Utilities on scales spread over ``10**(+-spread)``; optional KL agent and caps."""
     scale = 10 ** rng.uniform(-spread, spread, size=(m, 1))
     U = rng.normal(size=(m, n)) * scale

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from core_games import random_game
 
 import cage_games as cg
-from core_games import random_game
 
 
 def test_gap_is_positive_away_from_equilibrium_and_bounds_are_ordered():
@@ -42,8 +42,10 @@ def test_harsh_game_stubborn_reference_large_stakes():
     logits[:10] = -690.0
     p0 = np.exp(logits - logits.max())
     beta = 0.5
-    game = cg.CommonAgencyGame(cg.Agent.kl_regularized(p0 / p0.sum(), beta),
-                               [cg.Principal(rng.uniform(0, 100 * beta, size=50)) for _ in range(3)])
+    game = cg.CommonAgencyGame(
+        cg.Agent.kl_regularized(p0 / p0.sum(), beta),
+        [cg.Principal(rng.uniform(0, 100 * beta, size=50)) for _ in range(3)],
+    )
     res = cg.solve(game)
     gap = cg.nash_gap(game, res.transfers)
     assert gap.total <= 1e-8, gap
@@ -51,8 +53,10 @@ def test_harsh_game_stubborn_reference_large_stakes():
 
 
 def test_capped_best_response_is_a_global_threshold_search():
-    game = cg.CommonAgencyGame(cg.Agent([0.0, 0.0, 0.0], 1.0),
-                               [cg.Principal([0.0, 3.0, 1.0], cap=0.8), cg.Principal([2.0, 0.0, 0.0])])
+    game = cg.CommonAgencyGame(
+        cg.Agent([0.0, 0.0, 0.0], 1.0),
+        [cg.Principal([0.0, 3.0, 1.0], cap=0.8), cg.Principal([2.0, 0.0, 0.0])],
+    )
     res = cg.solve(game)
     br = cg.best_response(game, 0, res.transfers)
     assert br.method == "threshold-search"

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from cage_adapters.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "games"
@@ -36,12 +35,18 @@ def test_solve_json(capsys):
         ("{not json", "not valid JSON"),
         ('{"agent": {"beta": 1, "utility": [0, 1]}}', "principals"),
         ('{"agent": {"utility": [0, 1]}, "principals": [{"utility": [0, 1]}]}', "beta"),
-        ('{"agent": {"beta": -1, "utility": [0, 1]}, "principals": [{"utility": [0, 1]}]}',
-         "beta must be >= 0"),
-        ('{"agent": {"beta": 1, "utility": [0, 1]}, "principals": [{"utility": [0, 1, 2]}]}',
-         "actions"),
-        ('{"agent": {"beta": 1, "reference": [0, 0]}, "principals": [{"utility": [0, 1]}]}',
-         "all zeros"),
+        (
+            '{"agent": {"beta": -1, "utility": [0, 1]}, "principals": [{"utility": [0, 1]}]}',
+            "beta must be >= 0",
+        ),
+        (
+            '{"agent": {"beta": 1, "utility": [0, 1]}, "principals": [{"utility": [0, 1, 2]}]}',
+            "actions",
+        ),
+        (
+            '{"agent": {"beta": 1, "reference": [0, 0]}, "principals": [{"utility": [0, 1]}]}',
+            "all zeros",
+        ),
     ],
 )
 def test_bad_files_give_one_line_and_exit_2(tmp_path, capsys, content, match):

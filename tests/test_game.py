@@ -83,8 +83,9 @@ def test_game_validation():
 
 
 def test_game_defaults():
-    g = cg.CommonAgencyGame(cg.Agent([0.0, 1.0], 1.0), [cg.Principal([0.0, 1.0]),
-                                                        cg.Principal([1.0, 0.0], cap=2.0)])
+    g = cg.CommonAgencyGame(
+        cg.Agent([0.0, 1.0], 1.0), [cg.Principal([0.0, 1.0]), cg.Principal([1.0, 0.0], cap=2.0)]
+    )
     assert g.names == ("principal_0", "principal_1")
     assert g.caps[0] == np.inf and g.caps[1] == 2.0 and g.has_caps
     assert g.utilities.shape == (2, 2)

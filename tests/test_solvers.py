@@ -2,19 +2,21 @@
 
 import numpy as np
 import pytest
+from core_games import random_game
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.special import lambertw
 
 import cage_games as cg
-from core_games import random_game
 
 THRESHOLD_METHODS = ["newton", "gauss-seidel"]
 
 
 def game_of(v, beta, *us, caps=None):
     caps = caps or [None] * len(us)
-    return cg.CommonAgencyGame(cg.Agent(v, beta), [cg.Principal(u, cap=c) for u, c in zip(us, caps)])
+    return cg.CommonAgencyGame(
+        cg.Agent(v, beta), [cg.Principal(u, cap=c) for u, c in zip(us, caps, strict=True)]
+    )
 
 
 # -- known answers ---------------------------------------------------------------------------
@@ -70,8 +72,9 @@ def test_caps_are_respected_on_random_games():
 
 
 def test_kl_agent_zero_reference_gets_zero_probability():
-    game = cg.CommonAgencyGame(cg.Agent.kl_regularized([0.5, 0.5, 0.0], 1.0),
-                               [cg.Principal([0.0, 1.0, 100.0])])
+    game = cg.CommonAgencyGame(
+        cg.Agent.kl_regularized([0.5, 0.5, 0.0], 1.0), [cg.Principal([0.0, 1.0, 100.0])]
+    )
     res = cg.solve(game)
     assert res.policy[2] == 0.0 and res.transfers[0, 2] == 0.0
     assert res.success and float(cg.nash_gap(game, res.transfers)) < 1e-8
@@ -115,9 +118,14 @@ def test_bad_solver_arguments():
 
 # -- properties on random games --------------------------------------------------------------
 games = st.builds(
-    lambda seed, n, m, logbeta, kl: random_game(np.random.default_rng(seed), n, m, 10**logbeta, kl=kl),
-    st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 4),
-    st.floats(-1.5, 1.0), st.booleans(),
+    lambda seed, n, m, logbeta, kl: random_game(
+        np.random.default_rng(seed), n, m, 10**logbeta, kl=kl
+    ),
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 40),
+    st.integers(1, 4),
+    st.floats(-1.5, 1.0),
+    st.booleans(),
 )
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -146,10 +154,13 @@ def test_newton_and_gauss_seidel_agree(game):
 @given(games, st.floats(-50, 50))
 def test_adding_a_constant_to_v_changes_nothing(game, k):
     shifted = cg.CommonAgencyGame(
-        cg.Agent(game.agent.utility + k, game.beta, game.agent.support), game.principals)
+        cg.Agent(game.agent.utility + k, game.beta, game.agent.support), game.principals
+    )
     a, b = cg.solve(game), cg.solve(shifted)
     np.testing.assert_allclose(a.policy, b.policy, atol=1e-9)
-    np.testing.assert_allclose(a.transfers, b.transfers, atol=1e-8 * (1 + np.abs(a.transfers).max()))
+    np.testing.assert_allclose(
+        a.transfers, b.transfers, atol=1e-8 * (1 + np.abs(a.transfers).max())
+    )
     assert b.agent_payoff == pytest.approx(a.agent_payoff + k, abs=1e-8 * (1 + abs(k)))
 
 
@@ -158,7 +169,8 @@ def test_adding_a_constant_to_v_changes_nothing(game, k):
 def test_scaling_u_v_beta_together_scales_the_answer(game, s):
     scaled = cg.CommonAgencyGame(
         cg.Agent(game.agent.utility * s, game.beta * s, game.agent.support),
-        [cg.Principal(p.utility * s, p.name) for p in game.principals])
+        [cg.Principal(p.utility * s, p.name) for p in game.principals],
+    )
     a, b = cg.solve(game), cg.solve(scaled)
     np.testing.assert_allclose(b.policy, a.policy, atol=1e-9)
     np.testing.assert_allclose(b.thresholds, s * a.thresholds, rtol=1e-9, atol=1e-9 * s)

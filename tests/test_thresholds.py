@@ -7,8 +7,10 @@ import cage_games as cg
 
 
 def _game(rng, n, m, beta, cap=None, scale=2.0):
-    return cg.CommonAgencyGame(cg.Agent(rng.normal(size=n), beta),
-                               [cg.Principal(rng.normal(size=n) * scale, cap=cap) for _ in range(m)])
+    return cg.CommonAgencyGame(
+        cg.Agent(rng.normal(size=n), beta),
+        [cg.Principal(rng.normal(size=n) * scale, cap=cap) for _ in range(m)],
+    )
 
 
 def _fd(f, x, h):
@@ -29,8 +31,9 @@ def test_jacobians_match_finite_differences(seed, cap):
     ev = S.evaluate(gam)
     np.testing.assert_allclose(ev.J, _fd(lambda x: S.evaluate(x, False).G, gam, 1e-6), atol=1e-7)
     lev = S.evaluate_log(gam)
-    np.testing.assert_allclose(lev.JF, _fd(lambda x: S.evaluate_log(x, False).F, gam, 1e-6),
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        lev.JF, _fd(lambda x: S.evaluate_log(x, False).F, gam, 1e-6), atol=1e-7
+    )
     # F has the same roots (and signs) as G.
     assert np.all(np.sign(lev.F) == np.sign(ev.G))
 

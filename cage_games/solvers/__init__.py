@@ -100,7 +100,9 @@ def solve(
     if tol is None:
         tol = 1e-8 if name == "diagonalization" else 1e-10
     tol = as_scalar(tol, "tol", minimum=0.0, strict=True)
-    max_iter = as_int(_DEFAULT_MAX_ITER[name] if max_iter is None else max_iter, "max_iter", minimum=1)
+    max_iter = as_int(
+        _DEFAULT_MAX_ITER[name] if max_iter is None else max_iter, "max_iter", minimum=1
+    )
     if name == "diagonalization":
         from cage_games.solvers.diagonalization import solve_diagonalization
 

@@ -49,12 +49,16 @@ def root_1d(
     return x, nfev
 
 
-def gauss_seidel_sweep(system: ThresholdSystem, gamma: np.ndarray, ftol: float) -> tuple[np.ndarray, int]:
+def gauss_seidel_sweep(
+    system: ThresholdSystem, gamma: np.ndarray, ftol: float
+) -> tuple[np.ndarray, int]:
     """One nonlinear Gauss-Seidel sweep: an exact 1-D root of ``G_i`` per principal, in order."""
     gamma = gamma.copy()
     nfev = 0
     for i in range(gamma.size):
-        gamma[i], k = root_1d(system.partial(i, gamma), system.lower[i], system.upper[i], gamma[i], ftol)
+        gamma[i], k = root_1d(
+            system.partial(i, gamma), system.lower[i], system.upper[i], gamma[i], ftol
+        )
         nfev += k
     return gamma, nfev
 

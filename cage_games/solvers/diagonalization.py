@@ -50,7 +50,9 @@ def solve_diagonalization(
     pay = (game.utilities - tau) @ pi
     thresholds = game.beta + pay
     residual = float(np.max(np.abs(system.residual(thresholds))))
-    logits = np.where(game.agent.support, (game.agent.utility + tau.sum(axis=0)) / game.beta, -np.inf)
+    logits = np.where(
+        game.agent.support, (game.agent.utility + tau.sum(axis=0)) / game.beta, -np.inf
+    )
     k = int(np.argmax(logits))
     agent_payoff = float(game.beta * (logits[k] - log_softmax(logits)[k]))
     message = (

@@ -15,12 +15,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "certify it with an independent Nash gap.",
     )
     p.add_argument("game", help="path to a JSON game file")
-    p.add_argument("--method", default="auto",
-                   choices=["auto", "newton", "gauss-seidel", "diagonalization", "menu-auction"])
+    p.add_argument(
+        "--method",
+        default="auto",
+        choices=["auto", "newton", "gauss-seidel", "diagonalization", "menu-auction"],
+    )
     p.add_argument("--tol", type=float, default=None, help="residual tolerance (default 1e-10)")
     p.add_argument("--max-iter", type=int, default=None)
-    p.add_argument("--no-certificate", action="store_true",
-                   help="skip the independent Nash-gap certificate (cvxpy)")
+    p.add_argument(
+        "--no-certificate",
+        action="store_true",
+        help="skip the independent Nash-gap certificate (cvxpy)",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 
@@ -41,15 +47,26 @@ def run(args: argparse.Namespace) -> int:
     labels = list(game.action_names or [f"a{j}" for j in range(game.n_actions)])
     if args.json:
         out = {
-            "success": res.success, "status": res.status, "message": res.message,
-            "method": res.method, "nit": res.nit, "residual": res.residual,
+            "success": res.success,
+            "status": res.status,
+            "message": res.message,
+            "method": res.method,
+            "nit": res.nit,
+            "residual": res.residual,
             "nash_gap": gap,
-            "actions": labels, "policy": res.policy.tolist(),
+            "actions": labels,
+            "policy": res.policy.tolist(),
             "principals": [
-                {"name": name, "threshold": float(c), "payoff": float(u),
-                 "transfers": t.tolist(), "expected_transfer": float(t @ res.policy)}
-                for name, c, u, t in zip(game.names, res.thresholds, res.payoffs, res.transfers,
-                                         strict=True)
+                {
+                    "name": name,
+                    "threshold": float(c),
+                    "payoff": float(u),
+                    "transfers": t.tolist(),
+                    "expected_transfer": float(t @ res.policy),
+                }
+                for name, c, u, t in zip(
+                    game.names, res.thresholds, res.payoffs, res.transfers, strict=True
+                )
             ],
             "agent_payoff": res.agent_payoff,
         }
