@@ -41,13 +41,13 @@ import itertools
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from cage_games._validation import as_int
 from cage_games.game import CommonAgencyGame
+from cage_games.result import freeze as _freeze
 from cage_games.thresholds import ThresholdSystem
 
 __all__ = ["ExistenceReport", "check_existence"]
@@ -61,15 +61,6 @@ _SIGN_RTOL = 1e-9
 # -- shared report plumbing (also used by uniqueness and sensitivity) ----------------------------
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        value = value.copy()
-        value.setflags(write=False)
-    elif isinstance(value, dict):
-        value = MappingProxyType(dict(value))
-    elif isinstance(value, list):
-        value = tuple(value)
-    return value
 
 
 def _format_value(value: Any, indent: int) -> str:

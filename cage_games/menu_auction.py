@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ from scipy.optimize import linprog
 from cage_games._validation import as_scalar
 from cage_games.game import Agent, CommonAgencyGame
 from cage_games.result import format_record
+from cage_games.result import freeze as _freeze
 
 __all__ = [
     "MAX_PRINCIPALS",
@@ -65,15 +65,6 @@ _MAX_VERTEX_PRINCIPALS = 6
 _HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        value = value.copy()
-        value.setflags(write=False)
-    elif isinstance(value, dict):
-        value = MappingProxyType(dict(value))
-    elif isinstance(value, list):
-        value = tuple(value)
-    return value
 
 
 def _check_game(game: object) -> CommonAgencyGame:

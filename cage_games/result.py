@@ -16,10 +16,12 @@ import numpy as np
 
 from cage_games.game import CommonAgencyGame
 
-__all__ = ["EquilibriumResult", "format_record"]
+__all__ = ["EquilibriumResult", "format_record", "freeze"]
 
 
-def _freeze(value: Any) -> Any:
+def freeze(value: Any) -> Any:
+    """A read-only version of a record field: arrays copied and locked, dicts as mapping
+    proxies, lists as tuples. Used by every immutable record of the package."""
     if isinstance(value, np.ndarray):
         value = value.copy()
         value.setflags(write=False)
@@ -112,7 +114,7 @@ class EquilibriumResult:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
+            object.__setattr__(self, f.name, freeze(getattr(self, f.name)))
 
     def __repr__(self) -> str:
         return format_record(self)

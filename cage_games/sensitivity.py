@@ -57,9 +57,10 @@ from typing import Any
 import numpy as np
 
 from cage_games._validation import as_int, as_scalar
-from cage_games.existence import _freeze, check_game, render_report, report_to_dict
+from cage_games.existence import check_game, render_report, report_to_dict
 from cage_games.game import CommonAgencyGame, Principal
 from cage_games.result import EquilibriumResult
+from cage_games.result import freeze as _freeze
 from cage_games.thresholds import ThresholdSystem, log_softmax
 
 __all__ = ["WRT", "Derivatives", "SensitivityReport", "sensitivity"]

@@ -51,6 +51,7 @@ import numpy as np
 
 from cage_games._validation import as_scalar
 from cage_games.game import Agent, CommonAgencyGame, Principal
+from cage_games.result import freeze as _freeze
 
 __all__ = [
     "MyopicComparison",
@@ -63,15 +64,6 @@ __all__ = [
 ]
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        value = value.copy()
-        value.setflags(write=False)
-    elif isinstance(value, dict):
-        value = MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    elif isinstance(value, list):
-        value = tuple(value)
-    return value
 
 
 def _reward(value: object, what: str) -> float:

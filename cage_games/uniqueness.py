@@ -69,8 +69,9 @@ from typing import Any
 import numpy as np
 
 from cage_games._validation import as_int
-from cage_games.existence import _freeze, check_game, render_report, report_to_dict, root_box
+from cage_games.existence import check_game, render_report, report_to_dict, root_box
 from cage_games.game import CommonAgencyGame
+from cage_games.result import freeze as _freeze
 from cage_games.thresholds import ThresholdSystem
 
 __all__ = ["DominanceBound", "UniquenessReport", "check_uniqueness", "dominance_bound"]

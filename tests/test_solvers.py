@@ -205,3 +205,15 @@ def test_hard_small_temperature_games_converge():
         game = random_game(rng, 400, 6, 0.01, spread=2.0)
         res = cg.solve(game)
         assert res.success and res.residual <= 1e-10, res
+
+
+@pytest.mark.parametrize("method", THRESHOLD_METHODS)
+def test_tight_tolerance_stops_at_the_rounding_floor(method):
+    # tol below what float64 can resolve polishes to the floor and stops there, reporting
+    # success, instead of running to max_iter (a regression: Newton used to loop until the
+    # limit when the residual sat at 2e-16 above tol / 100).
+    rng = np.random.default_rng(7)
+    game = random_game(rng, 4, 3, 1.3)
+    res = cg.solve(game, method=method, tol=1e-14)
+    assert res.success and res.residual <= 1e-14
+    assert res.nit < 50

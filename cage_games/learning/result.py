@@ -6,25 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from cage_games.result import format_record
+from cage_games.result import freeze as _freeze
 
 __all__ = ["LearningResult", "plot_learning"]
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        value = value.copy()
-        value.setflags(write=False)
-    elif isinstance(value, dict):
-        value = MappingProxyType(dict(value))
-    elif isinstance(value, list):
-        value = tuple(value)
-    return value
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -108,6 +108,8 @@ def build_result(
     agent_payoff = float(beta * (np.max(logits) - log_softmax(logits)[np.argmax(logits)]))
     if not np.all(np.isfinite(policy)) or not np.isfinite(residual):
         status = 3
+    elif status == 1 and residual <= tol:
+        status = 0  # the limit was hit while polishing an answer already within tolerance
     success = status == 0 and residual <= tol
     if status == 0 and not success:
         status = 2

@@ -77,8 +77,10 @@ def _newton_run(
     status, nit, fallbacks = 1, 0, 0
     tol_stop = 0.01 * tol
     while True:
-        if history[-1] <= tol_stop:
-            status = 0
+        if history[-1] <= tol_stop or (
+            history[-1] <= tol and len(history) > 1 and history[-1] > 0.5 * history[-2]
+        ):
+            status = 0  # polished, or within tol and no longer improving (rounding floor)
             break
         if nit >= max_iter:
             break
