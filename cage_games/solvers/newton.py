@@ -138,6 +138,7 @@ def solve_newton(
         system, gamma0, tol, min(max_iter, direct_iter)
     )
     nfev += nfev0
+    nit += int(nfev0 > 0)  # the scalar solve counts as one iteration
     stages: list[float] = []
     if status != 0 and nit < max_iter:
         gamma, status, nit2, nfev2, hist2, fb2, stages = _continuation(
