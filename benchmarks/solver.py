@@ -42,7 +42,8 @@ def speed_table(ns, ms, betas, reps, gs_max_iter):
         for m in ms:
             for beta in betas:
                 rows = {"newton": [], "gauss-seidel": []}
-                for _ in range(count := reps if n < 10000 else max(1, reps - 2)):
+                count = reps if n < 10000 else max(1, reps - 2)
+                for _ in range(count):
                     game = llm_like_game(rng, n, m, beta)
                     rows["newton"].append(timed(game, "newton"))
                     rows["gauss-seidel"].append(timed(game, "gauss-seidel", max_iter=gs_max_iter))
@@ -56,7 +57,7 @@ def speed_table(ns, ms, betas, reps, gs_max_iter):
                 assert all(r.success for _, r in rows["newton"]), (n, m, beta)
                 print(
                     f"{n:>6} {m:>2} {beta:>5} | {tn:>10.2f} {itn:>4} {rn:>9.1e} | "
-                    f"{tg:>9.2f} {itg:>6} {rg:>9.1e} {okg:>2}/{reps} | {tg / tn:>10.1f}"
+                    f"{tg:>9.2f} {itg:>6} {rg:>9.1e} {okg:>2}/{count} | {tg / tn:>10.1f}"
                 )
 
 
