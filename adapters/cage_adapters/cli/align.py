@@ -119,7 +119,7 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``cage align``; returns the exit code (errors: one line on stderr, code 2)."""
-    from cage_adapters.align import parse_objective_spec
+    from cage_adapters.decode import parse_objective_spec
 
     prompts = [p for p in (args.prompts or [])]
     if not prompts:
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(e).replace("\n", " "))
     except (FileNotFoundError, OSError, ValueError) as e:
         return _fail(f"cannot load the model: {e}")
-    from cage_adapters.align import align
+    from cage_adapters.decode import align
 
     try:
         results = align(model, tok, prompts, specs, method=args.method, beta=args.beta,
