@@ -114,7 +114,8 @@ def test_prompted_objective_and_beams_on_smollm(smol):
                              pad_token_id=tok.pad_token_id)
         assert out.shape[0] == 2
         kl = np.concatenate([r.kl[r.active & r.kl_reached] for r in proc.trace])
-        assert kl.size and np.allclose(kl, 0.3, rtol=0.05)
+        assert kl.size and abs(np.median(kl) - 0.3) < 0.01
+        assert np.allclose(kl, 0.3, rtol=0.1)  # at most 3 refinements: best effort per step
 
 
 @pytest.mark.slow
@@ -129,6 +130,9 @@ def test_vocab_map_smollm_to_gemma():
     assert len(gemma) == 262144 and len(base) == 49152
     vm = VocabMap(base, gemma)
     assert vm.coverage > 0.5
+    from cage_adapters.vocab import token_bytes
+
+    set_gemma = {b for b in token_bytes(gemma) if b}
     for text in [" the", " cafe", "Hello", "\n", " é"]:
         ids = base(text, add_special_tokens=False)["input_ids"]
         if len(ids) == 1:
@@ -140,10 +144,13 @@ def test_vocab_map_smollm_to_gemma():
     # a base token that is not one Gemma token maps to its longest Gemma prefix
     inexact = np.flatnonzero(~vm.exact & (vm.index >= 0))
     assert inexact.size
+    base_bytes, gemma_bytes = token_bytes(base), token_bytes(gemma)
+    for tid in inexact[:: max(1, inexact.size // 200)]:
+        whole, piece = base_bytes[tid], gemma_bytes[int(vm.index[tid])]
+        assert whole.startswith(piece) and len(piece) < len(whole)
+        longer = [whole[:n] for n in range(len(piece) + 1, len(whole) + 1)]
+        assert not any(b in set_gemma for b in longer)
     tid = int(inexact[0])
-    piece = gemma.convert_ids_to_tokens(int(vm.index[tid])).replace("\u2581", " ")
-    full = base.convert_ids_to_tokens(tid)
-    assert len(piece) < len(base.decode([tid])) or full.startswith("<")
     scores = torch.randn(2, len(gemma))
     cand = torch.tensor([[base.eos_token_id, tid, 5], [10, 11, 12]])
     got = vm.gather(scores, cand)
