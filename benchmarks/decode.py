@@ -4,7 +4,8 @@ Variants, all sampling the same prompts with the same seed and ``max_new_tokens`
 
 ``plain``            ``model.generate`` alone;
 ``cage-prompted``    CAGE with two prompted objectives (``"Be warm and positive."`` and
-                     ``"Be very brief."``, log-ratios under the base model), top-k 20;
+                     ``"Be very brief."``, log-ratios under the base model), top-k 20
+                     (``--reuse-base``: the plain-context term read from the base scores);
 ``cage-scorers``     CAGE with two sequence scorers (sentiment and readability) at top-k 10;
 ``*-kl``             the same in target-KL mode (0.3 nats per token).
 
@@ -41,15 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--only", default=None, help="comma-separated variant names")
+    p.add_argument("--reuse-base", action="store_true",
+                   help="prompted objectives read log p(a|s) from the base model's scores")
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
 
     import torch
-    from transformers import LogitsProcessorList
-
     from cage_adapters import CageLogitsProcessor, load_default_model
     from cage_adapters import objectives as obj
     from cage_adapters.decode import build_prompts
+    from transformers import LogitsProcessorList
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     inputs = {k: v.to(args.device) for k, v in build_prompts(tok, prompts).items()}
 
     def prompted():
-        return [obj.PromptedObjective("Be warm and positive.", tok, model, name="warm"),
-                obj.PromptedObjective("Be very brief.", tok, model, name="brief")]
+        return [obj.PromptedObjective("Be warm and positive.", tok, model, name="warm",
+                                      reuse_base=args.reuse_base),
+                obj.PromptedObjective("Be very brief.", tok, model, name="brief",
+                                      reuse_base=args.reuse_base)]
 
     def scorers():
         return [obj.Sentiment(tok), obj.Readability(tok)]

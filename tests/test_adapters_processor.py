@@ -441,3 +441,22 @@ def test_guide_with_another_tokenizer_decodes(tok, model):
                          max_new_tokens=4, pad_token_id=tok.pad_token_id)
     assert out.shape[1] > inp["input_ids"].shape[1]
     assert not any(r.fallback.any() for r in proc.trace)
+
+
+def test_prompted_objective_can_reuse_the_base_distribution(tok, model):
+    """With the base model itself, reading log p(a|s) from the scores changes nothing."""
+    from cage_adapters.objectives import StepContext
+
+    inp = _inputs(tok, ["The cafe was", "Hi"])
+    scores = _logits(model, inp)
+    logp = torch.log_softmax(scores, 1)
+    cand = torch.topk(logp, 6, 1).indices
+    ctx = StepContext(input_ids=inp["input_ids"], prompt_len=inp["input_ids"].shape[1],
+                      candidates=cand, cand_mask=torch.ones_like(cand, dtype=torch.bool),
+                      active=torch.tensor([True, True]), parent=None, first=True, tokenizer=tok,
+                      pad_id=tok.pad_token_id, eos_ids=frozenset({tok.eos_token_id}),
+                      base_logprobs=logp)
+    a = obj.PromptedObjective("Be warm.", tok, model).rewards(ctx)
+    b = obj.PromptedObjective("Be warm.", tok, model, reuse_base=True).rewards(ctx)
+    assert torch.allclose(a, b, atol=1e-4)
+    assert a.abs().max() > 1e-3  # the instruction does move the distribution

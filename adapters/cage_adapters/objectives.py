@@ -401,10 +401,15 @@ class PromptedObjective(Objective):
         Default: ``"prompt:" + instruction``.
     normalize
         See :class:`Objective`.
+    reuse_base : bool, default False
+        Take ``log p(a | s)`` from the processor's input (the base model's distribution)
+        instead of running ``model`` on the plain context: half the cost. Valid only when
+        ``model`` *is* the base model and no logits processor placed before this one changes
+        the scores (e.g. a repetition penalty).
     """
 
     def __init__(self, instruction: str, tokenizer: Any, model: Any, *, name: str | None = None,
-                 normalize: str | float = "zscore") -> None:
+                 normalize: str | float = "zscore", reuse_base: bool = False) -> None:
         if not isinstance(instruction, str) or not instruction.strip():
             raise ValueError("instruction must be a non-empty string, e.g. 'Be warm and positive.'")
         super().__init__(tokenizer, name or f"prompt:{instruction}", normalize)
@@ -426,6 +431,7 @@ class PromptedObjective(Objective):
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._lm = CachedLM(model, pad)
         self._marker = _generation_marker(tokenizer)
+        self.reuse_base = bool(reuse_base)
 
     def instructed(self, prompt_text: str) -> str:
         """The prompt text with the instruction inserted (see the class doc)."""
@@ -437,20 +443,30 @@ class PromptedObjective(Objective):
 
     def rewards(self, ctx: StepContext) -> Any:
         B = ctx.batch_size
+        copies = 1 if self.reuse_base else 2
         if ctx.first:
             texts = [self.instructed(t) for t in ctx.prompt_texts(skip_special_tokens=False)]
             with_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
             gen = ctx.generated_ids()
             seqs = [w + g for w, g in zip(with_ids, gen, strict=True)]
-            seqs += [p + g for p, g in zip(ctx.prompt_ids(), gen, strict=True)]
+            if not self.reuse_base:
+                seqs += [p + g for p, g in zip(ctx.prompt_ids(), gen, strict=True)]
             logp = self._lm.start(seqs)
         else:
             parent = None
             if ctx.parent is not None:
-                parent = torch_cat_offset(ctx.parent, B)
+                parent = ctx.parent if copies == 1 else torch_cat_offset(ctx.parent, B)
             last = ctx.last_tokens()
-            logp = self._lm.step(last.repeat(2), parent)
-        ratio = logp[:B] - logp[B:]
+            logp = self._lm.step(last.repeat(copies), parent)
+        if self.reuse_base:
+            if ctx.base_logprobs is None:
+                raise ValueError(f"objective {self.name!r}: reuse_base=True needs the base "
+                                 "distribution in the step context")
+            base = ctx.base_logprobs.to(logp.device)
+            width = min(base.shape[1], logp.shape[1])
+            ratio = logp[:, :width] - base[:, :width]
+        else:
+            ratio = logp[:B] - logp[B:]
         cands = ctx.candidates.to(ratio.device)
         return ratio.gather(1, cands.clamp(0, ratio.shape[1] - 1))
 
@@ -737,7 +753,8 @@ def make_objective(name: str, tokenizer: Any, *, model: Any = None,
     tokenizer
         The base tokenizer.
     model : optional
-        Model for prompted objectives (usually the base model).
+        Model for prompted objectives: must be the base model (its plain-context distribution
+        is read from the processor's input, ``reuse_base=True``).
     reference : str, optional
         Reference text for ``similarity``.
 
@@ -751,7 +768,9 @@ def make_objective(name: str, tokenizer: Any, *, model: Any = None,
         instruction = key[len("prompt:"):].strip()
         if not instruction:
             raise ValueError("objective 'prompt:' needs an instruction, e.g. 'prompt:Be brief.'")
-        return PromptedObjective(instruction, tokenizer, model)
+        # the model given here is the base model: its plain-context distribution is the
+        # processor's input, so only the instructed context needs a forward pass
+        return PromptedObjective(instruction, tokenizer, model, reuse_base=True)
     low = _ALIASES.get(key.lower(), key.lower())
     if low == "sentiment":
         return Sentiment(tokenizer)
