@@ -43,6 +43,7 @@ resolution. That certificate is reported as ``method="threshold-search"``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -274,11 +275,15 @@ def _conic(
     problem = cp.Problem(
         cp.Maximize(p @ (r + logq) + cp.sum(cp.entr(p)) + t), [cp.sum(p) == 1, floor]
     )
-    try:
-        problem.solve(solver=solver)
-    except cp.error.SolverError:
-        problem.solve(solver="SCS", eps=1e-9, max_iters=200000)
-        solver = "SCS"
+    with warnings.catch_warnings():
+        # cvxpy warns when the solver reports "optimal_inaccurate"; that status is kept in the
+        # record, and the bounds below never trust the solver's numbers anyway.
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            problem.solve(solver=solver)
+        except cp.error.SolverError:
+            problem.solve(solver="SCS", eps=1e-9, max_iters=200000)
+            solver = "SCS"
     status = str(problem.status)
     primals = []
     if p.value is not None:
