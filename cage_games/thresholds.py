@@ -114,10 +114,18 @@ class ThresholdSystem:
     def evaluate(self, gamma: np.ndarray, jacobian: bool = True) -> Evaluation:
         """Evaluate the scaled residual (and optionally the Jacobian) at ``gamma``."""
         d = self.r - gamma[:, None]
-        tau = np.clip(d, 0.0, self.kappa[:, None])
-        logp = log_softmax(self.nu + tau.sum(axis=0))
-        pi = np.exp(logp)
-        w = d - tau  # (u_i - tau_i - c_i) / beta
+        if self.has_caps:
+            tau = np.clip(d, 0.0, self.kappa[:, None])
+            w = d - tau  # (u_i - tau_i - c_i) / beta
+        else:
+            tau = np.maximum(d, 0.0)
+            w = np.minimum(d, 0.0)
+        logits = self.nu + tau.sum(axis=0)
+        logits -= logits.max()
+        e = np.exp(logits)  # one exponential pass for both pi and log pi
+        total = e.sum()
+        pi = e / total
+        logp = logits - np.log(total)
         Ew = w @ pi
         ev = Evaluation(gamma=gamma, G=-1.0 - Ew, policy=pi, log_policy=logp, d=d, w=w, Ew=Ew)
         if jacobian:
@@ -167,7 +175,8 @@ class ThresholdSystem:
         """
         ev = self.evaluate(gamma, jacobian=False)
         d, pi = ev.d, ev.policy
-        gp = np.maximum(-d, 0.0) * pi  # pi_a (gamma_i - r_ia)_+
+        # pi_a (gamma_i - r_ia)_+, which is -w pi when nobody is capped
+        gp = (np.maximum(-d, 0.0) if self.has_caps else -ev.w) * pi
         s = gp.sum(axis=1)
         log_s = np.empty_like(s)
         direct = s > _TINY
@@ -202,9 +211,10 @@ class ThresholdSystem:
             return ev
         gp, s, log_s, cond_tiny, hp, o, above = ev.log_parts
         d, pi = ev.d, ev.policy
-        A = ((d > 0.0) & (d < self.kappa[:, None])).astype(np.float64)
+        A = ((d > 0.0) & (d < self.kappa[:, None])) if self.has_caps else (d > 0.0)
+        A = A.astype(np.float64)
         EA = A @ pi
-        unpaid_mass = ((d < 0.0) & self.support).astype(np.float64) @ pi
+        unpaid_mass = (d < 0.0).astype(np.float64) @ pi  # pi = 0 off the support
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             # d log s_i / d gamma_j = delta_ij P(unpaid_i) / s_i - E[g_i A_j] / s_i + E[A_j]
             safe = np.where(s > 0, s, 1.0)
