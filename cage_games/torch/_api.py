@@ -317,36 +317,41 @@ def solve_batch(
     cap = _caps(caps, B, m, device, dt, check_inputs)
     v = v.to(dt)
     u = utilities.to(dt).contiguous()
-    usum = u.sum(1)  # (B, n); also the cheap finiteness probe for the utilities
-    if check_inputs:
-        if not bool(v.amax() < math.inf):  # NaN or +inf somewhere (amax propagates NaN)
-            _check_finite(v, "v", allow_neg_inf=True)
-        if not bool(torch.isfinite(usum).all()):
-            _check_finite(utilities, "utilities")
-    allowed = v > -math.inf
+    vmax = v.amax(-1)  # (B,); NaN if the row has a NaN, -inf if every action is -inf
+    if check_inputs and not bool((vmax < math.inf).all()):
+        _check_finite(v, "v", allow_neg_inf=True)
     if mask is not None:
-        allowed = allowed & mask
-    empty = ~allowed.any(-1)  # (B,)
+        allowed = (v > -math.inf) & mask
+        empty = ~allowed.any(-1)  # (B,)
+    else:
+        allowed = None  # v > -inf, formed only where needed
+        empty = vmax == -math.inf
     if check_inputs and bool(empty.any()):
         rows = empty.nonzero().squeeze(1)[:5].tolist()
         raise ValueError(
             f"mask (combined with v > -inf) excludes every action in rows {rows}: each game "
             "needs at least one allowed action"
         )
-    masked = mask is not None or not check_inputs or bool((v == -math.inf).any())
     if not check_inputs:
         # Rows without any allowed action are solved as if every action were allowed (finite
         # numbers, no NaN) and reported as failed below.
-        allowed = allowed | empty.unsqueeze(-1)
-        v = torch.where(empty.unsqueeze(-1), 0.0, v)
-    vm = torch.where(allowed, v, -math.inf)
-    data, gamma0 = _setup(u, vm, usum, bt, cap, allowed, masked)
+        e = empty.unsqueeze(-1)
+        if allowed is not None:
+            allowed = allowed | e
+        v = torch.where(e, 0.0, v)
+    vm = v.contiguous() if allowed is None else torch.where(allowed, v, -math.inf)
+    data, gamma0, bad_u = K.setup(u, vm, bt, cap, allowed)
+    if check_inputs:
+        if bad_u is None:
+            bad_u = ~torch.isfinite(u).flatten(1).all(-1)
+        if bool(bad_u.any()):
+            _check_finite(utilities, "utilities")
     tol_t = torch.full((B,), tol, dtype=dt, device=device)
     if default_tol:
         scale = torch.maximum(data.umax.abs(), data.umin.abs()).amax(-1) / bt.squeeze(-1)
         tol_t = torch.maximum(tol_t, 16 * torch.finfo(dt).eps * scale)
-    st, ws = K.newton(data, gamma0, tol_t, max_iter=int(max_iter), fixed_iters=fixed_iters)
-    thresholds, G, log_policy = K.finish(data, ws, st, sync=fixed_iters is None)
+    st = K.newton(data, gamma0, tol_t, max_iter=int(max_iter), fixed_iters=fixed_iters)
+    thresholds, G, log_policy = K.finish(data, st, sync=fixed_iters is None)
     residual = G.abs().amax(-1)
     if not check_inputs:
         e = empty.unsqueeze(-1)
@@ -363,32 +368,6 @@ def solve_batch(
         tol=tol_t,
         mode="tolerance" if fixed_iters is None else "fixed",
     )
-
-
-def _setup(
-    u: Tensor,
-    vm: Tensor,
-    usum: Tensor,
-    beta: Tensor,
-    cap: Tensor | None,
-    allowed: Tensor,
-    masked: bool,
-) -> tuple[K.Data, Tensor]:
-    """Existence box, continuation start and starting point (scaled units)."""
-    if masked:
-        a = allowed.unsqueeze(1)
-        umin = torch.where(a, u, math.inf).amin(-1)
-        umax = torch.where(a, u, -math.inf).amax(-1)
-    else:
-        umin, umax = u.amin(-1), u.amax(-1)
-    spread = (umax - umin).amax(-1, keepdim=True)
-    vmu = vm + usum
-    data = K.Data(u, vmu, beta, cap, umin, umax, torch.maximum(beta, spread))
-    p0 = torch.softmax(vm / beta, dim=-1)
-    eu = torch.bmm(u, p0.unsqueeze(-1)).squeeze(-1)
-    lo, hi = K.box(data, beta)
-    gamma0 = torch.minimum(torch.maximum(eu / beta + 1.0, lo), hi)
-    return data, gamma0
 
 
 def solve_batch_kl(

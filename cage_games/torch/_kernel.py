@@ -4,12 +4,19 @@ Everything here works on already validated tensors of one working dtype (float32
 on one device. The iterate is the scaled threshold ``gamma = c / beta`` (B, m); utilities stay
 in utility units so that no (B, m, n) rescaling pass is needed.
 
-Cost model. On a CPU the (B, m, n) passes dominate, and so does the first touch of freshly
-allocated memory (page faults cost several times the arithmetic), so every large intermediate
-lives in a :class:`Work` buffer allocated once per solve and written with ``out=`` / in-place
-operations. One evaluation of ``G`` and its Jacobian is four passes over the utilities (a
-clamp, a sum over principals, a comparison scaled by the policy, one batched matrix product)
-plus a log-sum-exp over (B, n).
+Residual. Newton runs on the threshold system in log form (the numpy solver's
+:meth:`cage_games.ThresholdSystem.evaluate_log`): with ``s_i = E_pi[(gamma_i - r_i)_+]`` and
+``o_i = E_pi[(r_i - gamma_i - kappa_i)_+]``, ``G_i = s_i - o_i - 1`` and
+``F_i = log rho_i`` (``rho_i = s_i / (1 + o_i) < 1``) or ``rho_i - 1`` (above), which has the
+same roots. Where a principal pays for a dominant action ``G_i`` is flat near ``-1`` and
+Newton on ``G`` creeps by about one unit of ``beta`` per step; on ``F`` it does not. The
+residual reported and tested against ``tol`` is always ``max_i |G_i|``.
+
+Cost model. One evaluation needs a log-sum-exp over the ``n`` actions and ``5 m + 2 m^2``
+expectations (:func:`cage_games.torch._native.n_moments`). On a CPU with a C++ compiler they
+come from one fused pass over the (B, m, n) utilities (:mod:`cage_games.torch._native`);
+elsewhere from a handful of torch operations (:func:`_moments_torch`). Everything after the
+moments is (B, m, m)-sized.
 
 The loop is a per-row state machine: every iteration evaluates one trial point per running row
 and every decision (accept, halve the step, start or continue a Gauss-Seidel sweep, change the
@@ -21,12 +28,15 @@ work to the rows still running.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-# Sufficient-decrease constant of the Armijo test on f = ||G||^2 (Nocedal & Wright, sec. 3.1).
+from cage_games.torch import _native
+
+# Sufficient-decrease constant of the Armijo test on f = ||F||^2 (Nocedal & Wright, sec. 3.1).
 _ARMIJO = 1e-4
 # Step halvings before the line search counts as failed.
 _HALVINGS = 4
@@ -44,50 +54,56 @@ _STAGE_RATIO = 4.0
 _STAGE_TOL = 1e-6
 # Direct Newton iterations before a row restarts with temperature continuation.
 _DIRECT_ITER = 30
+# Below this the unpaid mass s_i enters F linearly (log s_min + s / s_min - 1) instead of as
+# a logarithm: the fused kernel resolves s_i down to about exp(-60) (float32) below the
+# largest weight, so smaller values are not trusted in a logarithm. Only the path to the
+# root depends on it (rho_i = 1 there).
+_S_MIN = {torch.float32: 1e-20, torch.float64: 1e-250}
+# A one-pass evaluation whose shift exceeds the true maximum of the log-weights by more than
+# this is redone with the exact maximum (two passes), so that nothing relevant underflows.
+_GAP = {torch.float32: 20.0, torch.float64: 200.0}
 
 
 class Data(NamedTuple):
-    """The numbers defining B games (one per row), validated and in the working dtype."""
+    """The numbers defining B games (one per row), validated and in the working dtype.
 
-    u: Tensor  # (B, m, N) principals' utilities, utility units
-    vmu: Tensor  # (B, N) v + sum_i u_i, -inf on masked actions
+    With the fused kernel, ``u`` and ``v`` are the caller's full tensors and ``idx`` says which
+    of their rows these games are (sub-batches cost no copy); otherwise they are the rows
+    themselves and ``idx`` is ``None``.
+    """
+
+    u: Tensor  # (B0, m, N) principals' utilities, utility units
+    v: Tensor  # (B0, N) agent utility, -inf on masked actions
+    idx: Tensor | None  # (B,) int64 rows of u and v (fused kernel only)
     beta: Tensor  # (B, 1) temperatures, > 0
     cap: Tensor | None  # (B, m) caps in utility units (inf = uncapped); None if no row is capped
     umin: Tensor  # (B, m) min over allowed actions of u_i (lower face of the box, times beta)
     umax: Tensor  # (B, m) max over allowed actions of u_i
     beta_start: Tensor  # (B, 1) first temperature of the continuation, >= beta
+    kern: _native.Kernels | None  # the fused kernels, or None (torch operations)
 
     def rows(self, idx: Tensor) -> Data:
         """The sub-batch of rows ``idx``."""
-        return Data(*(None if x is None else x.index_select(0, idx) for x in self))
-
-
-class Work(NamedTuple):
-    """Preallocated (B, ., N) buffers reused by every evaluation of a solve."""
-
-    wx: Tensor  # (B, m + 1, N): rows :m hold u - tau, row m is all ones
-    pa: Tensor  # (B, m + 1, N): rows :m hold pi * A (also scratch), row m holds pi
-    a2: Tensor | None  # (B, m, N): second mask for caps
-    s: Tensor  # (B, N): sum_i (u_i - tau_i)
-    lp: Tensor  # (B, N): log policy at the last evaluation
-
-    @staticmethod
-    def like(data: Data) -> Work:
-        B, m, N = data.u.shape
-        kw = {"dtype": data.u.dtype, "device": data.u.device}
-        wx = torch.empty(B, m + 1, N, **kw)
-        wx[:, m] = 1.0
-        return Work(
-            wx=wx,
-            pa=torch.empty(B, m + 1, N, **kw),
-            a2=None if data.cap is None else torch.empty(B, m, N, **kw),
-            s=torch.empty(B, N, **kw),
-            lp=torch.empty(B, N, **kw),
+        if self.kern is not None:
+            assert self.idx is not None
+            big = (self.u, self.v, self.idx.index_select(0, idx))
+        else:
+            big = (self.u.index_select(0, idx), self.v.index_select(0, idx), None)
+        small = (
+            None if x is None else x.index_select(0, idx)
+            for x in (self.beta, self.cap, self.umin, self.umax, self.beta_start)
         )
+        return Data(*big, *small, self.kern)
 
-    def head(self, k: int) -> Work:
-        """Buffers for the first ``k`` rows (contiguous views)."""
-        return Work(*(None if x is None else x[:k] for x in self))
+
+class Ev(NamedTuple):
+    """One evaluation: residuals, Jacobian of ``F``, and the normaliser of the policy."""
+
+    G: Tensor  # (B, m) scaled residual G / beta
+    F: Tensor  # (B, m) log-form residual
+    J: Tensor | None  # (B, m, m) dF / dgamma
+    lse: Tensor  # (B, 1) log sum_a exp(x_a) (log-weights x at the stage temperature)
+    xmax: Tensor  # (B, 1) max_a x_a
 
 
 def box(data: Data, beta: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,62 +111,208 @@ def box(data: Data, beta: Tensor) -> tuple[Tensor, Tensor]:
     return data.umin / beta, data.umax / beta + 1.0
 
 
-def evaluate(data: Data, ws: Work, beta: Tensor, gamma: Tensor) -> tuple[Tensor, Tensor]:
-    """``G(gamma)`` and its Jacobian ``dG/dgamma`` for every row; leaves ``log pi`` in ``ws.lp``.
+def setup(
+    u: Tensor, v: Tensor, beta: Tensor, cap: Tensor | None, allowed: Tensor | None
+) -> tuple[Data, Tensor, Tensor | None]:
+    """Games, existence box, continuation start and starting point (scaled units).
 
-    Same mathematics as :meth:`cage_games.ThresholdSystem.evaluate`, batched, at temperature
-    ``beta`` (B, 1) (the game's own, or a continuation stage's with ``v`` held fixed):
-    ``tau = clip(u - c, 0, cap)``, ``log pi = log_softmax((v + sum_i tau_i) / beta)``,
-    ``G = -1 - E[u - tau - c] / beta`` and
-    ``J = diag(1 - E[A]) + Cov(u - tau, A) / beta`` with ``A_j = 1[0 < u_j - c_j < cap_j]``
-    (design note facts 2 and 4).
-
-    Four passes over the (B, m, n) utilities: ``u - tau = min(u, c) + (u - c - cap)_+`` is
-    written once, ``sum_i tau_i = sum_i u_i - sum_i (u_i - tau_i)`` needs no ``tau``, and one
-    batched matrix product of ``[u - tau; 1]`` with ``[pi A; pi]`` yields ``E[u - tau]``,
-    ``E[A]`` and ``E[(u - tau) A^T]`` together.
+    ``v`` has ``-inf`` on masked actions; ``allowed`` is ``v > -inf`` if the caller has it.
+    The start is ``gamma_i = E_{p0}[u_i] / beta + 1`` with ``p0 = softmax(v / beta)``, the
+    exact root when nobody pays, projected into the box. The third result is a (B,) bool
+    "this row of ``u`` has a NaN or infinite entry" when the fused kernel computed it on the
+    way, else ``None``.
     """
-    m = gamma.shape[-1]
-    c = gamma * beta
-    cc = c.unsqueeze(-1)
-    wt = ws.wx[:, :m]
-    pa = ws.pa[:, :m]
-    p = ws.pa[:, m]
-    torch.clamp(data.u, max=cc, out=wt)
-    if data.cap is not None:
-        over = torch.sub(data.u, cc + data.cap.unsqueeze(-1), out=pa).clamp_min_(0.0)
-        wt.add_(over)
-    torch.sum(wt, 1, out=ws.s)
-    # log-sum-exp stabilised softmax without temporaries: p = exp(s - max) / sum(...)
-    lp = torch.sub(data.vmu, ws.s, out=ws.lp).div_(beta)
-    top = lp.amax(-1, keepdim=True)
-    torch.sub(lp, top, out=p).exp_()
-    z = p.sum(-1, keepdim=True)
-    p.div_(z)
-    lp.sub_(top + z.log())
-    torch.gt(data.u, cc, out=pa)
-    if data.cap is not None:
-        assert ws.a2 is not None
-        pa.mul_(torch.lt(data.u, cc + data.cap.unsqueeze(-1), out=ws.a2))
-    pa.mul_(p.unsqueeze(1))
-    prod = torch.bmm(ws.wx, ws.pa.transpose(1, 2))  # (B, m + 1, m + 1)
-    ew = prod[:, :m, m]  # E[u - tau]
-    ea = prod[:, m, :m]  # E[A]
-    G = -1.0 - (ew - c) / beta
-    cov = prod[:, :m, :m] - ew.unsqueeze(-1) * ea.unsqueeze(1)
-    return G, torch.diag_embed(1.0 - ea) + cov / beta.unsqueeze(-1)
+    B, m, _ = u.shape
+    kern = None
+    bad = None
+    if u.device.type == "cpu":
+        kern = _native.kernels(u.dtype, m, cap is not None)
+    if kern is not None:
+        idx = torch.arange(B, device=u.device)
+        ib = (1.0 / beta).reshape(B).contiguous()
+        mom, _, umin, umax, bad = kern.setup(u, v, idx, ib)
+        eu = (mom[:, 1:] / mom[:, :1]).to(u.dtype)
+    else:
+        idx = None
+        if allowed is None and bool((v == -math.inf).any()):
+            allowed = v > -math.inf
+        if allowed is not None:
+            a = allowed.unsqueeze(1)
+            umin = torch.where(a, u, math.inf).amin(-1)
+            umax = torch.where(a, u, -math.inf).amax(-1)
+        else:
+            umin, umax = u.amin(-1), u.amax(-1)
+        p0 = torch.softmax(v / beta, dim=-1)
+        eu = torch.bmm(u, p0.unsqueeze(-1)).squeeze(-1)
+    spread = (umax - umin).amax(-1, keepdim=True)
+    data = Data(u, v, idx, beta, cap, umin, umax, torch.maximum(beta, spread), kern)
+    lo, hi = box(data, beta)
+    gamma0 = torch.minimum(torch.maximum(eu / beta + 1.0, lo), hi)
+    return data, gamma0, bad
 
 
-def _direction(J: Tensor, G: Tensor, sync: bool) -> Tensor:
+def _moments_torch(
+    data: Data, beta: Tensor, gamma: Tensor, jac: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The moments of :func:`cage_games.torch._native.n_moments` with torch operations.
+
+    Returns ``(moments (B, K), shift (B,), xmax (B,))`` with the moments relative to
+    ``exp(shift)``, ``shift = xmax`` the maximum of the log-weights.
+    """
+    u, B, m = data.u, gamma.shape[0], gamma.shape[1]
+    ib = 1.0 / beta
+    d = u * ib.unsqueeze(-1) - gamma.unsqueeze(-1)  # r - gamma
+    tau = d.clamp_min(0.0)
+    kap = None
+    if data.cap is not None:
+        kap = (data.cap / beta).unsqueeze(-1)
+        tau = torch.minimum(tau, kap)
+    x = data.v * ib + tau.sum(1)
+    xmax = x.amax(-1)
+    e = torch.exp(x - xmax.unsqueeze(-1)).unsqueeze(1)  # (B, 1, N); 0 on masked actions
+    zero = gamma.new_zeros(B, m)
+    eg = (-d).clamp_min(0.0) * e
+    S = eg.sum(-1)
+    eh, Osum = None, zero
+    if kap is not None:
+        eh = (d - kap).clamp_min(0.0) * e
+        Osum = eh.sum(-1)
+    EA = GA = H = HA = None
+    if jac:
+        A = d > 0.0
+        if kap is not None:
+            A = A & (d < kap)
+        A = A.to(d.dtype)
+        EA = (A * e).sum(-1)
+        GA = torch.bmm(eg, A.transpose(1, 2))
+        if kap is not None:
+            assert eh is not None
+            H = ((d > kap).to(d.dtype) * e).sum(-1)
+            HA = torch.bmm(eh, A.transpose(1, 2))
+    mm = gamma.new_zeros(B, m * m)
+    parts = [
+        e.sum(-1),
+        S,
+        Osum,
+        zero,
+        zero if EA is None else EA,
+        mm if GA is None else GA.reshape(B, m * m),
+        zero if H is None else H,
+        mm if HA is None else HA.reshape(B, m * m),
+    ]
+    return torch.cat(parts, -1), xmax, xmax
+
+
+def _form(mom: Tensor, m: int, caps: bool, jac: bool, s_min: float):
+    """``G``, ``F`` and ``dF/dgamma`` from the moments (see the module docstring)."""
+    Z = mom[:, :1]
+    q = mom / Z
+    s, o = q[:, 1 : 1 + m], q[:, 1 + m : 1 + 2 * m]
+    G = s - o - 1.0
+    s_eff = s.clamp_min(s_min)
+    lr = s_eff.log() + (s - s_eff) / s_eff
+    if caps:
+        lr = lr - torch.log1p(o)
+    above = lr > 0.0
+    F = torch.where(above, torch.expm1(lr.clamp_max(80.0)), lr)
+    if not jac:
+        return G, F, None
+    B = q.shape[0]
+    ea = q[:, 1 + 3 * m : 1 + 4 * m]
+    ga = q[:, 1 + 4 * m : 1 + 4 * m + m * m].reshape(B, m, m)
+    # d log s_i / d gamma_j = delta_ij P(unpaid_i) / s_i - E[g_i A_j] / s_i + E[A_j]
+    # (with s_eff for s below s_min: the derivative of the linear extension)
+    J = (s / s_eff).unsqueeze(-1) * ea.unsqueeze(1) - ga / s_eff.unsqueeze(-1)
+    unpaid = 1.0 - ea  # P(not A_i and not above the cap): ties d = 0 count as unpaid
+    if caps:
+        h = q[:, 1 + 4 * m + m * m : 1 + 5 * m + m * m]
+        ha = q[:, 1 + 5 * m + m * m :].reshape(B, m, m)
+        unpaid = unpaid - h
+        opo = (1.0 + o).unsqueeze(-1)
+        # - d log(1 + o_i) / d gamma_j = [delta_ij P(h_i > 0) + E[h_i A_j] - o_i E[A_j]] / (1+o_i)
+        J = J + (ha - o.unsqueeze(-1) * ea.unsqueeze(1)) / opo
+        diag = unpaid / s_eff + h / opo.squeeze(-1)
+    else:
+        diag = unpaid / s_eff
+    J = J + torch.diag_embed(diag)
+    J = torch.where(above.unsqueeze(-1), J * (1.0 + F).unsqueeze(-1), J)
+    return G, F, J
+
+
+def evaluate(
+    data: Data, beta: Tensor, gamma: Tensor, jac: bool = True, shift: Tensor | None = None
+) -> Ev:
+    """``G``, ``F`` and (with ``jac``) ``dF/dgamma`` at ``gamma``, temperature ``beta``.
+
+    Same mathematics as :meth:`cage_games.ThresholdSystem.evaluate_log`, batched, at
+    temperature ``beta`` (B, 1) (the game's own, or a continuation stage's with ``v`` held
+    fixed): ``tau = clip(u - c, 0, cap)``, ``x = (v + sum_i tau_i) / beta``,
+    ``pi = softmax(x)``. ``shift`` (B,) is an optional upper bound of ``max_a x_a`` per row
+    (NaN = unknown) that lets the fused kernel do one pass instead of two.
+    """
+    dt = gamma.dtype
+    B, m = gamma.shape
+    caps = data.cap is not None
+    if data.kern is not None:
+        assert data.idx is not None
+        ib = (1.0 / beta).reshape(B).contiguous()
+        kap = (data.cap / beta).contiguous() if caps else None
+        if shift is None:
+            shift = torch.full((B,), math.nan, dtype=dt)
+        G, F, J, lse, xmax, _ = data.kern.eval(
+            data.u, data.v, data.idx, gamma.contiguous(), ib, kap, shift.contiguous(), jac,
+            _S_MIN[dt], _GAP[dt],
+        )  # fmt: skip
+        return Ev(G, F, J, lse.unsqueeze(-1), xmax.unsqueeze(-1))
+    mom, sh, xmax = _moments_torch(data, beta, gamma, jac)
+    G, F, J = _form(mom, m, caps, jac, _S_MIN[dt])
+    lse = (sh + mom[:, 0].log()).unsqueeze(-1)
+    return Ev(G, F, J, lse, xmax.unsqueeze(-1))
+
+
+def log_policy(data: Data, beta: Tensor, gamma: Tensor, lse: Tensor) -> Tensor:
+    """``log pi`` (B, n) at ``gamma`` and temperature ``beta``, given its normaliser ``lse``."""
+    B = gamma.shape[0]
+    if data.kern is not None:
+        assert data.idx is not None
+        ib = (1.0 / beta).reshape(B).contiguous()
+        kap = (data.cap / beta).contiguous() if data.cap is not None else None
+        out = torch.empty(B, data.v.shape[-1], dtype=gamma.dtype, device=gamma.device)
+        l0 = lse.reshape(B).contiguous()
+        return data.kern.policy(data.u, data.v, data.idx, gamma.contiguous(), ib, kap, l0, out)
+    d = data.u / beta.unsqueeze(-1) - gamma.unsqueeze(-1)
+    tau = d.clamp_min(0.0)
+    if data.cap is not None:
+        tau = torch.minimum(tau, (data.cap / beta).unsqueeze(-1))
+    return data.v / beta + tau.sum(1) - lse
+
+
+def _shift_bound(st: State, trial: Tensor, data: Data) -> Tensor:
+    """Upper bound of the log-weights at ``trial`` from their maximum at ``st.gamma``.
+
+    Lowering ``gamma_i`` by ``delta`` raises ``tau_i / beta`` by at most
+    ``min(delta, kappa_i)`` on any action, and raising it never raises ``tau_i``. NaN where
+    the current maximum is unknown (a fresh continuation stage)."""
+    drop = (st.gamma - trial).clamp_min(0.0)
+    if data.cap is not None:
+        drop = torch.minimum(drop, data.cap / st.bs)
+    return st.xmax.squeeze(-1) + drop.sum(-1)
+
+
+def _direction(J: Tensor, G: Tensor, sync: bool, kern: _native.Kernels | None = None) -> Tensor:
     """Newton direction ``-J^{-1} G``; where ``J`` is singular, the Levenberg-Marquardt
     direction ``-(J^T J + mu I)^{-1} J^T G`` with ``mu = 1e-3 tr(J^T J) / m``.
 
-    ``solve_ex`` reports singular rows in a tensor; with ``sync`` one boolean is read to skip
-    the Levenberg-Marquardt solve when no row needs it, otherwise it is always computed."""
+    ``solve_ex`` (or the fused library's small solver, on the CPU) reports singular rows in a
+    tensor; with ``sync`` one boolean is read to skip the Levenberg-Marquardt solve when no
+    row needs it, otherwise it is always computed."""
     m = G.shape[-1]
-    newton, info = torch.linalg.solve_ex(J, -G.unsqueeze(-1))
-    newton = newton.squeeze(-1)
-    ok = (info == 0) & torch.isfinite(newton).all(-1)
+    if kern is not None:
+        newton, ok = kern.solve(J, G)
+    else:
+        newton, info = torch.linalg.solve_ex(J, -G.unsqueeze(-1))
+        newton = newton.squeeze(-1)
+        ok = (info == 0) & torch.isfinite(newton).all(-1)
     if sync and bool(ok.all()):
         return newton
     jt = J.transpose(1, 2)
@@ -175,10 +337,12 @@ def _step_length(gamma: Tensor, p: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
 
 class State(NamedTuple):
     gamma: Tensor  # (B, m) current point, in units of the stage temperature bs
-    G: Tensor  # (B, m)
-    J: Tensor  # (B, m, m)
-    logp: Tensor  # (B, N) log policy at gamma (updated in place)
-    f: Tensor  # (B,) ||G||^2 (inf: the point is new and must be evaluated first)
+    G: Tensor  # (B, m) residual G / beta at gamma (what tol is checked against)
+    F: Tensor  # (B, m) log-form residual at gamma
+    J: Tensor  # (B, m, m) dF / dgamma at gamma
+    lse: Tensor  # (B, 1) log normaliser of the policy at gamma
+    xmax: Tensor  # (B, 1) largest log-weight at gamma (NaN: unknown)
+    f: Tensor  # (B,) ||F||^2 (inf: the point is new and must be evaluated first)
     p: Tensor  # (B, m) current Newton direction
     alpha: Tensor  # (B,) current step multiplier
     halvings: Tensor  # (B,) int, halvings of the current direction so far
@@ -198,21 +362,24 @@ class State(NamedTuple):
     nit: Tensor  # (B,) int, trial evaluations so far
 
 
-def _start(data: Data, ws: Work, gamma: Tensor, tol: Tensor, sync: bool) -> State:
+def _start(data: Data, gamma: Tensor, tol: Tensor, sync: bool) -> State:
     beta = data.beta
-    G, J = evaluate(data, ws, beta, gamma)
+    ev = evaluate(data, beta, gamma)
+    assert ev.J is not None
     B = gamma.shape[0]
     zeros = torch.zeros(B, dtype=gamma.dtype, device=gamma.device)
     izeros = torch.zeros(B, dtype=torch.int64, device=gamma.device)
     false = torch.zeros(B, dtype=torch.bool, device=gamma.device)
-    res = G.abs().amax(-1)
+    res = ev.G.abs().amax(-1)
     return State(
         gamma=gamma,
-        G=G,
-        J=J,
-        logp=ws.lp.clone(),
-        f=(G * G).sum(-1),
-        p=_direction(J, G, sync),
+        G=ev.G,
+        F=ev.F,
+        J=ev.J,
+        lse=ev.lse,
+        xmax=ev.xmax,
+        f=(ev.F * ev.F).sum(-1),
+        p=_direction(ev.J, ev.F, sync, data.kern),
         alpha=torch.ones_like(zeros),
         halvings=izeros,
         gs=false,
@@ -237,16 +404,15 @@ def _pick(x: Tensor, k: Tensor) -> Tensor:
     return x.gather(-1, k.unsqueeze(-1)).squeeze(-1)
 
 
-def _step(
-    data: Data, ws: Work, st: State, tol: Tensor, continuation: bool, sync: bool, gs_on: bool
-) -> State:
+def _step(data: Data, st: State, tol: Tensor, continuation: bool, sync: bool, gs_on: bool) -> State:
     """One iteration of the per-row state machine: one trial evaluation for every row.
 
-    A row is either in Newton mode (trial = projected, backtracked Newton step, accepted on
-    sufficient decrease of ``||G||^2``) or in a Gauss-Seidel sweep (trial = the current point
-    with one threshold replaced by the iterate of a bracketed 1-D Newton/bisection on that
-    principal's own equation, which is monotone in its threshold). A Newton row whose line
-    search fails starts a sweep; a finished sweep returns to Newton.
+    A row is either in Newton mode (trial = projected, backtracked Newton step on ``F``,
+    accepted on sufficient decrease of ``||F||^2``) or in a Gauss-Seidel sweep (trial = the
+    current point with one threshold replaced by the iterate of a bracketed 1-D
+    Newton/bisection on that principal's own equation, whose sign is monotone in its
+    threshold). A Newton row whose line search fails starts a sweep; a finished sweep returns
+    to Newton.
 
     With ``sync`` (tolerance mode) two flags are read on the host to skip the sweep and
     continuation bookkeeping when no row needs it; ``gs_on`` says whether any row is in a
@@ -265,16 +431,18 @@ def _step(
         trial_g = torch.where(onehot, st.gx.unsqueeze(-1), st.gamma)
         trial = torch.where(st.gs.unsqueeze(-1), trial_g, trial)
     trial = torch.where(running.unsqueeze(-1), trial, st.gamma)
-    Gt, Jt = evaluate(data, ws, st.bs, trial)
-    ft = (Gt * Gt).sum(-1)
+    ev = evaluate(data, st.bs, trial, shift=_shift_bound(st, trial, data))
+    Gt, Ft, Jt = ev.G, ev.F, ev.J
+    assert Jt is not None
+    ft = (Ft * Ft).sum(-1)
     res_t = Gt.abs().amax(-1)
-    finite = torch.isfinite(ft)
+    finite = torch.isfinite(ft) & torch.isfinite(res_t)
     final = (st.bs <= data.beta).squeeze(-1)
     tol_s = torch.where(final, tol, torch.clamp_min(tol, _STAGE_TOL))
     ok = finite & (res_t <= tol_s)
     nit = st.nit + running.to(st.nit.dtype)
 
-    # Newton rows: Armijo backtracking on ||G||^2.
+    # Newton rows: Armijo backtracking on ||F||^2.
     newt = running & ~st.gs
     accept = newt & finite & ((ft <= (1.0 - _ARMIJO * t) * st.f) | ok)
     reject = newt & ~accept
@@ -283,7 +451,8 @@ def _step(
     alpha = torch.where(reject & ~fail, 0.5 * st.alpha, 1.0)
     take = accept
     if gs_on:
-        # Gauss-Seidel rows: safeguarded 1-D Newton on G_k (rtsafe, Numerical Recipes 9.4).
+        # Gauss-Seidel rows: safeguarded 1-D Newton on F_k (rtsafe, Numerical Recipes 9.4);
+        # F_k has the sign of G_k, whose bracket the sweep keeps.
         sweep = running & st.gs
         g = _pick(Gt, st.gk)
         tiny = 4 * torch.finfo(g.dtype).eps * st.gx.abs().clamp_min(1.0)
@@ -307,7 +476,9 @@ def _step(
     tk = take.unsqueeze(-1)
     gamma = torch.where(tk, trial, st.gamma)
     G = torch.where(tk, Gt, st.G)
-    torch.where(tk, ws.lp, st.logp, out=st.logp)
+    F = torch.where(tk, Ft, st.F)
+    lse = torch.where(tk, ev.lse, st.lse)
+    xmax = torch.where(tk, ev.xmax, st.xmax)
     f = torch.where(take, ft, st.f)
     done = st.done | (take & ok & final)
     gs, k_new, ga, gb, gx, gn = st.gs, st.gk, st.ga, st.gb, st.gx, st.gn
@@ -318,8 +489,8 @@ def _step(
         if gs_on:
             ga = torch.where(sweep & (g < 0), st.gx, st.ga)
             gb = torch.where(sweep & (g >= 0), st.gx, st.gb)
-            dg = _pick(torch.diagonal(Jt, dim1=1, dim2=2), st.gk)  # dG_k/dgamma_k at the trial
-            xn = st.gx - g / dg
+            dg = _pick(torch.diagonal(Jt, dim1=1, dim2=2), st.gk)  # dF_k/dgamma_k at the trial
+            xn = st.gx - _pick(Ft, st.gk) / dg
             good = (dg > 0) & torch.isfinite(xn) & (xn > ga) & (xn < gb)
             gx = torch.where(good, xn, 0.5 * (ga + gb))
             gn = st.gn + sweep.to(st.gn.dtype)
@@ -345,7 +516,7 @@ def _step(
         alpha = torch.where(leave | fail, 1.0, alpha)
         halvings = torch.where(leave | fail, 0, halvings)
         renew = renew | leave
-    p = torch.where((renew & ~done).unsqueeze(-1), _direction(J, G, sync), st.p)
+    p = torch.where((renew & ~done).unsqueeze(-1), _direction(J, F, sync, data.kern), st.p)
 
     bs, cont = st.bs, st.cont
     if continuation and any_fresh:
@@ -362,6 +533,7 @@ def _step(
         carried = torch.minimum(torch.maximum(carried, lo_n), hi_n)
         fr = fresh.unsqueeze(-1)
         gamma = torch.where(fr, carried, gamma)
+        xmax = torch.where(fr, math.nan, xmax)  # the log-weights change with the temperature
         f = torch.where(fresh, torch.inf, f)
         p = torch.where(fr, 0.0, p)
         gs = gs & ~fresh
@@ -370,9 +542,100 @@ def _step(
         gfail = torch.where(fresh, 0, gfail)
         bs, cont = bs_next, cont | restart
     return State(
-        gamma, G, J, st.logp, f, p, alpha, halvings, gs, k_new, ga, gb, gx, gn, gtol, gres,
-        gfail, bs, cont, done, stalled, nit,
+        gamma, G, F, J, lse, xmax, f, p, alpha, halvings, gs, k_new, ga, gb, gx, gn, gtol,
+        gres, gfail, bs, cont, done, stalled, nit,
     )  # fmt: skip
+
+
+def _fast(data: Data, st: State, tol: Tensor, n_iter: int, compact: bool) -> tuple[State, int]:
+    """Up to ``n_iter`` iterations of :func:`_step` specialised to rows in Newton mode at their
+    own temperature (tolerance mode only), with a fraction of its small-tensor operations.
+
+    It makes exactly the decisions :func:`_step` makes (same trial points, acceptance,
+    halvings, directions) and stops before the first iteration in which a row's line search
+    fails (that iteration is left to :func:`_step`, which starts a Gauss-Seidel sweep there).
+    Returns the state and the number of iterations done.
+    """
+    if data.kern is not None:
+        return _fast_native(data, st, tol, n_iter)
+    full, idx = st, None
+    sub, sub_data, sub_tol = st, data, tol
+    running = ~(st.done | st.stalled)
+    n_run = int(running.sum())
+    k = 0
+    caps = data.cap is not None
+    while k < n_iter and n_run > 0:
+        if compact and 2 * n_run <= running.shape[0]:
+            full = sub if idx is None else _scatter_state(full, sub, idx)
+            keep = running.nonzero().squeeze(1)
+            idx = keep if idx is None else idx.index_select(0, keep)
+            sub = _gather_state(sub, keep)
+            sub_data, sub_tol = data.rows(idx), tol.index_select(0, idx)
+            running = running.index_select(0, keep)
+        beta = sub_data.beta
+        lo, hi = box(sub_data, beta)
+        t = sub.alpha * _step_length(sub.gamma, sub.p, lo, hi)
+        trial = torch.minimum(torch.maximum(sub.gamma + t.unsqueeze(-1) * sub.p, lo), hi)
+        trial = torch.where(running.unsqueeze(-1), trial, sub.gamma)
+        drop = (sub.gamma - trial).clamp_min(0.0)
+        if caps:
+            drop = torch.minimum(drop, sub_data.cap / beta)
+        ev = evaluate(sub_data, beta, trial, shift=sub.xmax.squeeze(-1) + drop.sum(-1))
+        assert ev.J is not None
+        ft = (ev.F * ev.F).sum(-1)
+        res_t = ev.G.abs().amax(-1)
+        finite = torch.isfinite(ft) & torch.isfinite(res_t)
+        ok = finite & (res_t <= sub_tol)
+        accept = running & finite & ((ft <= (1.0 - _ARMIJO * t) * sub.f) | ok)
+        reject = running & ~accept
+        halvings = torch.where(reject, sub.halvings + 1, 0)
+        fail = reject & (halvings > _HALVINGS)
+        done = sub.done | (accept & ok)
+        running_new = ~(done | sub.stalled)
+        any_fail, n_run = torch.stack([fail.any(), running_new.sum()]).tolist()
+        if any_fail:
+            break  # _step redoes this iteration (same trial) and starts the sweeps
+        tk = accept.unsqueeze(-1)
+        J = torch.where((accept & ~ok)[:, None, None], ev.J, sub.J)
+        F = torch.where(tk, ev.F, sub.F)
+        p = torch.where((accept & ~done).unsqueeze(-1), _direction(J, F, True, data.kern), sub.p)
+        sub = sub._replace(
+            gamma=torch.where(tk, trial, sub.gamma),
+            G=torch.where(tk, ev.G, sub.G),
+            F=F,
+            J=J,
+            lse=torch.where(tk, ev.lse, sub.lse),
+            xmax=torch.where(tk, ev.xmax, sub.xmax),
+            f=torch.where(accept, ft, sub.f),
+            p=p,
+            alpha=torch.where(reject, 0.5 * sub.alpha, 1.0),
+            halvings=halvings,
+            done=done,
+            nit=sub.nit + running.to(sub.nit.dtype),
+        )
+        running = running_new
+        k += 1
+    return (sub if idx is None else _scatter_state(full, sub, idx)), k
+
+
+def _fast_native(data: Data, st: State, tol: Tensor, n_iter: int) -> tuple[State, int]:
+    """:func:`_fast` as one call of the fused library (same decisions, no per-iteration
+    torch operations; rows that finish drop out of the evaluations without any copy)."""
+    assert data.kern is not None and data.idx is not None
+    B = st.gamma.shape[0]
+    fields = ("gamma", "G", "F", "J", "lse", "xmax", "f", "p", "alpha", "halvings", "done", "nit")
+    state = {k: getattr(st, k).clone(memory_format=torch.contiguous_format) for k in fields}
+    state["stalled"] = st.stalled.contiguous()
+    lo, hi = box(data, data.beta)
+    beta = data.beta
+    kap = (data.cap / beta).contiguous() if data.cap is not None else None
+    dt = st.gamma.dtype
+    k, _ = data.kern.newton(
+        data.u, data.v, data.idx, (1.0 / beta).reshape(B).contiguous(), lo.contiguous(),
+        hi.contiguous(), kap, tol.contiguous(), _S_MIN[dt], _GAP[dt], _ARMIJO, _HALVINGS,
+        _TO_BOUNDARY, n_iter, state,
+    )  # fmt: skip
+    return st._replace(**state), k
 
 
 def _scatter_state(full: State, part: State, idx: Tensor) -> State:
@@ -392,7 +655,7 @@ def newton(
     fixed_iters: int | None,
     continuation: bool = True,
     compact: bool = True,
-) -> tuple[State, Work]:
+) -> State:
     """Batched safeguarded Newton from ``gamma0`` (already inside the box).
 
     With ``fixed_iters`` exactly that many iterations run with no host synchronisation.
@@ -400,17 +663,19 @@ def newton(
     iterations, reading a few flags per iteration; with ``compact`` the evaluations run on
     the rows still iterating only (once at most half of them are).
     """
-    ws = Work.like(data)
-    st = _start(data, ws, gamma0, tol, fixed_iters is None)
+    st = _start(data, gamma0, tol, fixed_iters is None)
     if fixed_iters is not None:
         for _ in range(fixed_iters):
-            st = _step(data, ws, st, tol, continuation, sync=False, gs_on=True)
-        return st, ws
+            st = _step(data, st, tol, continuation, sync=False, gs_on=True)
+        return st
+    # Compacting costs a gather of every state tensor (and, without the fused kernel, of the
+    # utilities): worth it for long rows only.
+    compact = compact and (data.kern is not None or data.u.shape[1] * data.u.shape[2] >= 4096)
+    n_fast = min(max_iter, _DIRECT_ITER - 1) if continuation else max_iter
+    st, k0 = _fast(data, st, tol, n_fast, compact)
     full, idx = st, None  # idx: rows of ``full`` that ``sub`` holds (None = all of them)
-    sub, sub_data, sub_tol, sub_ws = st, data, tol, ws
-    # Compacting costs a gather of every state tensor: worth it for long rows only.
-    compact = compact and data.u.shape[1] * data.u.shape[2] >= 4096
-    for k in range(max_iter):
+    sub, sub_data, sub_tol = st, data, tol
+    for k in range(k0, max_iter):
         running = ~(sub.done | sub.stalled)
         n_run, n_gs, n_cont = torch.stack([running.sum(), sub.gs.sum(), sub.cont.sum()]).tolist()
         if n_run == 0:
@@ -421,13 +686,13 @@ def newton(
             keep = running.nonzero().squeeze(1)
             idx = keep if idx is None else idx.index_select(0, keep)
             sub = _gather_state(sub, keep)
-            sub_data, sub_tol, sub_ws = data.rows(idx), tol.index_select(0, idx), ws.head(n_run)
+            sub_data, sub_tol = data.rows(idx), tol.index_select(0, idx)
         cont_on = continuation and (n_cont > 0 or k + 1 >= _DIRECT_ITER)
-        sub = _step(sub_data, sub_ws, sub, sub_tol, cont_on, sync=True, gs_on=n_gs > 0)
-    return (sub if idx is None else _scatter_state(full, sub, idx)), ws
+        sub = _step(sub_data, sub, sub_tol, cont_on, sync=True, gs_on=n_gs > 0)
+    return sub if idx is None else _scatter_state(full, sub, idx)
 
 
-def finish(data: Data, ws: Work, st: State, sync: bool) -> tuple[Tensor, Tensor, Tensor]:
+def finish(data: Data, st: State, sync: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Thresholds (utility units), residual vector and log policy at the game's temperature.
 
     A row stopped during temperature continuation (fixed iterations, or the iteration cap) is
@@ -437,10 +702,10 @@ def finish(data: Data, ws: Work, st: State, sync: bool) -> tuple[Tensor, Tensor,
     c = st.gamma * st.bs
     final = st.bs <= data.beta
     if sync and bool(final.all()):
-        return c, st.G, st.logp
+        return c, st.G, log_policy(data, data.beta, st.gamma, st.lse)
     lo, hi = box(data, data.beta)
-    gamma = torch.minimum(torch.maximum(c / data.beta, lo), hi)
-    G, _ = evaluate(data, ws, data.beta, gamma)
-    G = torch.where(final, st.G, G)
-    logp = torch.where(final, st.logp, ws.lp)
-    return torch.where(final, c, gamma * data.beta), G, logp
+    gamma = torch.where(final, st.gamma, torch.minimum(torch.maximum(c / data.beta, lo), hi))
+    ev = evaluate(data, data.beta, gamma, jac=False)
+    G = torch.where(final, st.G, ev.G)
+    lse = torch.where(final, st.lse, ev.lse)
+    return gamma * data.beta, G, log_policy(data, data.beta, gamma, lse)
