@@ -363,3 +363,165 @@ def test_result_record_is_frozen_and_core_does_not_import_torch():
     assert "BatchSolution(B=2" in repr(sol)
     code = "import sys, cage_games; assert 'torch' not in sys.modules, 'core imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the log-form residual and the fused CPU kernel ------------------------------------------
+from cage_games.torch import _kernel as K  # noqa: E402
+from cage_games.torch import _native  # noqa: E402
+
+
+@pytest.fixture(params=["fused", "torch"])
+def path(request, monkeypatch):
+    """Run a test with the fused CPU kernel and with plain torch operations."""
+    if request.param == "torch":
+        monkeypatch.setenv("CAGE_GAMES_TORCH_FUSED", "0")
+    elif _native.kernels(torch.float64, 2, False) is None:
+        pytest.skip("the fused kernel cannot be built here (no C++ compiler)")
+    return request.param
+
+
+def _data(v, u, beta, caps=None, fused=True):
+    """Internal set-up of a batch (float64 numpy inputs) for one of the two paths."""
+    dt = torch.float64 if v.dtype == np.float64 else torch.float32
+    vt, ut = torch.tensor(v, dtype=dt), torch.tensor(u, dtype=dt).contiguous()
+    bt = torch.tensor(beta, dtype=dt).reshape(-1, 1)
+    cap = None if caps is None else torch.tensor(caps, dtype=dt)
+    data, _, _ = K.setup(ut, vt, bt, cap, None)
+    if not fused:
+        data = data._replace(idx=None, kern=None, mom0=None, vmax0=None)
+    return data, bt
+
+
+@pytest.mark.parametrize("caps", [False, True])
+@pytest.mark.parametrize("m", [1, 3])
+def test_log_form_jacobian_matches_finite_differences(path, m, caps):
+    # dF/dgamma of the batched evaluation against central differences of F, at random points
+    # away from the kinks (the action set is finite, so F is smooth between them)
+    rng = np.random.default_rng(40 + m + 10 * caps)
+    B, n = 6, 37
+    v, u, beta = random_batch(rng, B, m, n)
+    cap = rng.uniform(0.5, 2.0, size=(B, m)) if caps else None
+    data, bt = _data(v, u, beta, cap, fused=path == "fused")
+    r = u / beta[:, None, None]
+    gamma = torch.tensor(
+        rng.uniform(r.min(-1), r.max(-1) + 1.0 if not caps else r.max(-1)), dtype=torch.float64
+    )
+    ev = K.evaluate(data, bt, gamma)
+    h = 1e-6
+    for j in range(m):
+        e = torch.zeros(m, dtype=torch.float64)
+        e[j] = h
+        fp = K.evaluate(data, bt, gamma + e, jac=False).F
+        fm = K.evaluate(data, bt, gamma - e, jac=False).F
+        fd = (fp - fm) / (2 * h)
+        torch.testing.assert_close(ev.J[:, :, j], fd, rtol=1e-5, atol=1e-6)
+    # F and G vanish together: F = log(s / (1 + o)) (or rho - 1) and G = s - o - 1
+    s_minus_o = ev.G + 1.0
+    assert bool(((ev.F > 0) == (s_minus_o > 1)).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    ("m", "caps", "masked"), [(1, False, False), (2, True, True), (5, False, True)]
+)
+def test_fused_kernel_matches_torch_operations(dtype, m, caps, masked):
+    if _native.kernels(dtype, m, caps) is None:
+        pytest.skip("the fused kernel cannot be built here (no C++ compiler)")
+    rng = np.random.default_rng(7 * m + caps)
+    B, n = 5, 1024 + 37  # two chunks and a partial vector
+    v, u, beta = random_batch(rng, B, m, n, beta_range=(0.2, 2.0))
+    if masked:
+        v[rng.random((B, n)) < 0.4] = -np.inf
+        v[:, 3] = 0.0
+    cap = rng.uniform(0.3, 2.0, size=(B, m)) if caps else None
+    dt_np = np.float64 if dtype == torch.float64 else np.float32
+    fused, bt = _data(v.astype(dt_np), u.astype(dt_np), beta.astype(dt_np), cap, fused=True)
+    plain, _ = _data(v.astype(dt_np), u.astype(dt_np), beta.astype(dt_np), cap, fused=False)
+    torch.testing.assert_close(fused.umin, plain.umin)
+    torch.testing.assert_close(fused.umax, plain.umax)
+    gamma = torch.tensor(rng.uniform(-1, 2, size=(B, m)), dtype=dtype)
+    a = K.evaluate(fused, bt, gamma)
+    b = K.evaluate(plain, bt, gamma)
+    tight = dtype == torch.float64
+    tol = {"rtol": 1e-10, "atol": 1e-11} if tight else {"rtol": 1e-4, "atol": 1e-5}
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, **tol)
+    # a loose one-pass bound (far above the maximum) is detected and redone exactly
+    c = K.evaluate(fused, bt, gamma, shift=(b.xmax.squeeze(-1) + 500.0))
+    for x, y in zip(c, b, strict=True):
+        torch.testing.assert_close(x, y, **tol)
+    # and so is the log policy
+    lp_a = K.log_policy(fused, bt, gamma, a.lse)
+    lp_b = K.log_policy(plain, bt, gamma, b.lse)
+    torch.testing.assert_close(lp_a, lp_b, **tol)
+
+
+@pytest.mark.parametrize(
+    ("beta_range", "masked", "caps"),
+    [((0.3, 2.0), False, False), ((0.04, 0.1), True, False), ((0.2, 1.5), True, True)],
+)
+def test_both_paths_agree_with_numpy_solver(path, beta_range, masked, caps):
+    # float64 within 1e-9 and float32 within 1e-5 of cg.solve, including small temperatures,
+    # masks and binding caps, on the fused kernel and on plain torch operations
+    rng = np.random.default_rng(int(100 * beta_range[0]) + 2 * masked + caps)
+    B, m, n = 10, 3, 23
+    v, u, beta = random_batch(rng, B, m, n, beta_range=beta_range)
+    mask = None
+    if masked:
+        mask = rng.random((B, n)) < 0.7
+        mask[:, 0] = True
+    cap = np.tile([0.4, np.inf, 1.0], (B, 1)) if caps else None
+    refs = reference_solutions(v, u, beta, mask=mask, caps=cap)
+    kw = {
+        "mask": None if mask is None else torch.tensor(mask),
+        "caps": None if cap is None else torch.tensor(cap),
+        "max_iter": 300,
+    }
+    s64 = solve_batch(torch.tensor(v), torch.tensor(u), torch.tensor(beta), **kw)
+    assert bool(s64.success.all()), s64
+    assert not bool(torch.isnan(s64.log_policy).any())
+    f32 = {k: (x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x)
+           for k, x in kw.items()}  # fmt: skip
+    s32 = solve_batch(
+        torch.tensor(v, dtype=torch.float32),
+        torch.tensor(u, dtype=torch.float32),
+        torch.tensor(beta, dtype=torch.float32),
+        **f32,
+    )
+    assert not bool(torch.isnan(s32.log_policy).any())
+    for b, ref in enumerate(refs):
+        np.testing.assert_allclose(s64.policy[b].numpy(), ref.policy, rtol=0, atol=1e-9)
+        # float32: 1e-5, or the rounding floor of the log-weights u / beta where that is larger
+        # (u / beta reaches 200 at beta = 0.04: 4 eps * 200 = 1e-4)
+        floor = max(1e-5, 4 * np.finfo(np.float32).eps * np.abs(u[b]).max() / beta[b])
+        err = float(np.abs(s32.policy[b].double().numpy() - ref.policy).max())
+        assert err <= floor, (b, err, floor)
+
+
+def test_tiny_unpaid_mass_and_small_beta_converge(path):
+    # a principal paying for a dominant action at a small temperature: its unpaid actions
+    # have probabilities far below 1e-30, where the log form works on log s_i (or its linear
+    # extension below s_min) instead of creeping along G_i = -1
+    v = np.array([[0.0, 0.0, 0.0, 0.0, 0.0]])
+    u = np.array([[[3.0, 0.0, 0.1, 0.2, 0.0], [0.0, 2.9, 0.0, 0.3, 0.1]]])
+    beta = np.array([0.02])
+    sol = solve_batch(torch.tensor(v), torch.tensor(u), torch.tensor(beta), max_iter=300)
+    assert bool(sol.success.all()), sol
+    ref = reference_solutions(v, u, beta)[0]
+    np.testing.assert_allclose(sol.policy[0].numpy(), ref.policy, rtol=0, atol=1e-9)
+
+
+def test_kernel_build_failure_falls_back_to_torch(monkeypatch, tmp_path):
+    # no compiler: one warning, then plain torch operations with the same results
+    rng = np.random.default_rng(21)
+    v, u, beta = random_batch(rng, 4, 2, 15)
+    args = (torch.tensor(v), torch.tensor(u), torch.tensor(beta))
+    expected = solve_batch(*args)
+    monkeypatch.setattr(_native, "_LOADED", {})
+    monkeypatch.setattr(_native, "_WARNED", False)
+    monkeypatch.setenv("CAGE_GAMES_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    with pytest.warns(RuntimeWarning, match="fused CPU kernel is unavailable"):
+        sol = solve_batch(*args)
+    assert _native.kernels(torch.float64, 2, False) is None
+    torch.testing.assert_close(sol.log_policy, expected.log_policy, atol=1e-10, rtol=0)

@@ -317,34 +317,45 @@ def solve_batch(
     cap = _caps(caps, B, m, device, dt, check_inputs)
     v = v.to(dt)
     u = utilities.to(dt).contiguous()
-    vmax = v.amax(-1)  # (B,); NaN if the row has a NaN, -inf if every action is -inf
-    if check_inputs and not bool((vmax < math.inf).all()):
-        _check_finite(v, "v", allow_neg_inf=True)
+    allowed = None  # v > -inf (and mask), formed only where needed
     if mask is not None:
         allowed = (v > -math.inf) & mask
-        empty = ~allowed.any(-1)  # (B,)
-    else:
-        allowed = None  # v > -inf, formed only where needed
-        empty = vmax == -math.inf
-    if check_inputs and bool(empty.any()):
-        rows = empty.nonzero().squeeze(1)[:5].tolist()
-        raise ValueError(
-            f"mask (combined with v > -inf) excludes every action in rows {rows}: each game "
-            "needs at least one allowed action"
-        )
     if not check_inputs:
         # Rows without any allowed action are solved as if every action were allowed (finite
         # numbers, no NaN) and reported as failed below.
+        empty = ~allowed.any(-1) if allowed is not None else v.amax(-1) == -math.inf
         e = empty.unsqueeze(-1)
         if allowed is not None:
             allowed = allowed | e
         v = torch.where(e, 0.0, v)
     vm = v.contiguous() if allowed is None else torch.where(allowed, v, -math.inf)
-    data, gamma0, bad_u = K.setup(u, vm, bt, cap, allowed)
+    data, gamma0, flags = K.setup(u, vm, bt, cap, allowed)
     if check_inputs:
-        if bad_u is None:
+        if flags is None or mask is not None:  # (the kernel sees v only where allowed)
+            vmax = v.amax(-1)  # NaN if the row has a NaN
+            bad_v = ~(vmax < math.inf)
+        else:
+            bad_v = (flags & 2) != 0
+        if flags is None:
             bad_u = ~torch.isfinite(u).flatten(1).all(-1)
-        if bool(bad_u.any()):
+        else:
+            bad_u = (flags & 1) != 0
+        if allowed is not None:
+            empty = ~allowed.any(-1)
+        elif flags is not None and data.vmax0 is not None:
+            empty = data.vmax0 == -math.inf
+        else:
+            empty = vmax == -math.inf
+        any_v, any_empty, any_u = torch.stack([bad_v.any(), empty.any(), bad_u.any()]).tolist()
+        if any_v:
+            _check_finite(v, "v", allow_neg_inf=True)
+        if any_empty:
+            rows = empty.nonzero().squeeze(1)[:5].tolist()
+            raise ValueError(
+                f"mask (combined with v > -inf) excludes every action in rows {rows}: each game "
+                "needs at least one allowed action"
+            )
+        if any_u:
             _check_finite(utilities, "utilities")
     tol_t = torch.full((B,), tol, dtype=dt, device=device)
     if default_tol:

@@ -81,6 +81,8 @@ class Data(NamedTuple):
     umax: Tensor  # (B, m) max over allowed actions of u_i
     beta_start: Tensor  # (B, 1) first temperature of the continuation, >= beta
     kern: _native.Kernels | None  # the fused kernels, or None (torch operations)
+    mom0: Tensor | None = None  # (B, 1 + m) float64 set-up moments (fused kernel only)
+    vmax0: Tensor | None = None  # (B,) float64 max_a v / beta (fused kernel only)
 
     def rows(self, idx: Tensor) -> Data:
         """The sub-batch of rows ``idx``."""
@@ -89,11 +91,12 @@ class Data(NamedTuple):
             big = (self.u, self.v, self.idx.index_select(0, idx))
         else:
             big = (self.u.index_select(0, idx), self.v.index_select(0, idx), None)
-        small = (
+        small = [
             None if x is None else x.index_select(0, idx)
             for x in (self.beta, self.cap, self.umin, self.umax, self.beta_start)
-        )
-        return Data(*big, *small, self.kern)
+        ]
+        extra = [None if x is None else x.index_select(0, idx) for x in (self.mom0, self.vmax0)]
+        return Data(*big, *small, self.kern, *extra)
 
 
 class Ev(NamedTuple):
@@ -113,42 +116,43 @@ def box(data: Data, beta: Tensor) -> tuple[Tensor, Tensor]:
 
 def setup(
     u: Tensor, v: Tensor, beta: Tensor, cap: Tensor | None, allowed: Tensor | None
-) -> tuple[Data, Tensor, Tensor | None]:
-    """Games, existence box, continuation start and starting point (scaled units).
+) -> tuple[Data, Tensor | None, Tensor | None]:
+    """Games, existence box and continuation start; starting point (scaled units).
 
     ``v`` has ``-inf`` on masked actions; ``allowed`` is ``v > -inf`` if the caller has it.
     The start is ``gamma_i = E_{p0}[u_i] / beta + 1`` with ``p0 = softmax(v / beta)``, the
-    exact root when nobody pays, projected into the box. The third result is a (B,) bool
-    "this row of ``u`` has a NaN or infinite entry" when the fused kernel computed it on the
-    way, else ``None``.
+    exact root when nobody pays, projected into the box. With the fused kernel it is formed
+    by :func:`_start` from the set-up moments kept in ``data`` and the second result is
+    ``None``. The third result is, with the fused kernel, (B,) int32 flags (bit 0: the row of
+    ``u`` has a NaN or infinite entry, bit 1: the row of ``v`` has a NaN or ``+inf``), else
+    ``None``.
     """
     B, m, _ = u.shape
     kern = None
-    bad = None
     if u.device.type == "cpu":
         kern = _native.kernels(u.dtype, m, cap is not None)
     if kern is not None:
         idx = torch.arange(B, device=u.device)
         ib = (1.0 / beta).reshape(B).contiguous()
-        mom, _, umin, umax, bad = kern.setup(u, v, idx, ib)
-        eu = (mom[:, 1:] / mom[:, :1]).to(u.dtype)
+        mom0, vmax0, umin, umax, flags = kern.setup(u, v, idx, ib)
+        spread = (umax - umin).amax(-1, keepdim=True)
+        data = Data(u, v, idx, beta, cap, umin, umax, torch.maximum(beta, spread), kern)
+        return data._replace(mom0=mom0, vmax0=vmax0), None, flags
+    if allowed is None and bool((v == -math.inf).any()):
+        allowed = v > -math.inf
+    if allowed is not None:
+        a = allowed.unsqueeze(1)
+        umin = torch.where(a, u, math.inf).amin(-1)
+        umax = torch.where(a, u, -math.inf).amax(-1)
     else:
-        idx = None
-        if allowed is None and bool((v == -math.inf).any()):
-            allowed = v > -math.inf
-        if allowed is not None:
-            a = allowed.unsqueeze(1)
-            umin = torch.where(a, u, math.inf).amin(-1)
-            umax = torch.where(a, u, -math.inf).amax(-1)
-        else:
-            umin, umax = u.amin(-1), u.amax(-1)
-        p0 = torch.softmax(v / beta, dim=-1)
-        eu = torch.bmm(u, p0.unsqueeze(-1)).squeeze(-1)
+        umin, umax = u.amin(-1), u.amax(-1)
+    p0 = torch.softmax(v / beta, dim=-1)
+    eu = torch.bmm(u, p0.unsqueeze(-1)).squeeze(-1)
     spread = (umax - umin).amax(-1, keepdim=True)
-    data = Data(u, v, idx, beta, cap, umin, umax, torch.maximum(beta, spread), kern)
+    data = Data(u, v, None, beta, cap, umin, umax, torch.maximum(beta, spread), None)
     lo, hi = box(data, beta)
     gamma0 = torch.minimum(torch.maximum(eu / beta + 1.0, lo), hi)
-    return data, gamma0, bad
+    return data, gamma0, None
 
 
 def _moments_torch(
@@ -177,8 +181,9 @@ def _moments_torch(
     if kap is not None:
         eh = (d - kap).clamp_min(0.0) * e
         Osum = eh.sum(-1)
-    EA = GA = H = HA = None
+    P = EA = GA = H = HA = None
     if jac:
+        P = ((d < 0.0).to(d.dtype) * e).sum(-1)
         A = d > 0.0
         if kap is not None:
             A = A & (d < kap)
@@ -194,7 +199,7 @@ def _moments_torch(
         e.sum(-1),
         S,
         Osum,
-        zero,
+        zero if P is None else P,
         zero if EA is None else EA,
         mm if GA is None else GA.reshape(B, m * m),
         zero if H is None else H,
@@ -223,11 +228,10 @@ def _form(mom: Tensor, m: int, caps: bool, jac: bool, s_min: float):
     # d log s_i / d gamma_j = delta_ij P(unpaid_i) / s_i - E[g_i A_j] / s_i + E[A_j]
     # (with s_eff for s below s_min: the derivative of the linear extension)
     J = (s / s_eff).unsqueeze(-1) * ea.unsqueeze(1) - ga / s_eff.unsqueeze(-1)
-    unpaid = 1.0 - ea  # P(not A_i and not above the cap): ties d = 0 count as unpaid
+    unpaid = q[:, 1 + 2 * m : 1 + 3 * m]  # P(r_i < gamma_i), summed directly (it can be tiny)
     if caps:
         h = q[:, 1 + 4 * m + m * m : 1 + 5 * m + m * m]
         ha = q[:, 1 + 5 * m + m * m :].reshape(B, m, m)
-        unpaid = unpaid - h
         opo = (1.0 + o).unsqueeze(-1)
         # - d log(1 + o_i) / d gamma_j = [delta_ij P(h_i > 0) + E[h_i A_j] - o_i E[A_j]] / (1+o_i)
         J = J + (ha - o.unsqueeze(-1) * ea.unsqueeze(1)) / opo
@@ -362,7 +366,34 @@ class State(NamedTuple):
     nit: Tensor  # (B,) int, trial evaluations so far
 
 
-def _start(data: Data, gamma: Tensor, tol: Tensor, sync: bool) -> State:
+def _start_native(data: Data, tol: Tensor) -> State:
+    """:func:`_start` in one call of the fused library, from the set-up moments."""
+    assert data.kern is not None and data.idx is not None
+    assert data.mom0 is not None and data.vmax0 is not None
+    beta = data.beta
+    B = beta.shape[0]
+    dt = beta.dtype
+    kap = (data.cap / beta).contiguous() if data.cap is not None else None
+    d = data.kern.start(
+        data.u, data.v, data.idx, (1.0 / beta).reshape(B).contiguous(), kap, tol.contiguous(),
+        data.mom0, data.vmax0, data.umin.contiguous(), data.umax.contiguous(), _S_MIN[dt],
+        _GAP[dt],
+    )  # fmt: skip
+    zeros = beta.new_zeros(B)
+    izeros = torch.zeros(B, dtype=torch.int64)
+    false = torch.zeros(B, dtype=torch.bool)
+    # alpha, halvings and nit are fresh tensors: _fast_native updates them in place
+    return State(
+        **d, alpha=torch.ones(B, dtype=dt), halvings=torch.zeros(B, dtype=torch.int64), gs=false,
+        gk=izeros, ga=zeros, gb=zeros, gx=zeros, gn=izeros, gtol=zeros, gres=zeros,
+        gfail=izeros, bs=beta, cont=false, nit=torch.zeros(B, dtype=torch.int64),
+    )  # fmt: skip
+
+
+def _start(data: Data, gamma: Tensor | None, tol: Tensor, sync: bool) -> State:
+    if data.kern is not None:
+        return _start_native(data, tol)
+    assert gamma is not None
     beta = data.beta
     ev = evaluate(data, beta, gamma)
     assert ev.J is not None
@@ -620,12 +651,15 @@ def _fast(data: Data, st: State, tol: Tensor, n_iter: int, compact: bool) -> tup
 
 def _fast_native(data: Data, st: State, tol: Tensor, n_iter: int) -> tuple[State, int]:
     """:func:`_fast` as one call of the fused library (same decisions, no per-iteration
-    torch operations; rows that finish drop out of the evaluations without any copy)."""
+    torch operations; rows that finish drop out of the evaluations without any copy).
+
+    It updates the tensors of ``st`` in place: ``st`` must come from :func:`_start_native`."""
     assert data.kern is not None and data.idx is not None
     B = st.gamma.shape[0]
     fields = ("gamma", "G", "F", "J", "lse", "xmax", "f", "p", "alpha", "halvings", "done", "nit")
-    state = {k: getattr(st, k).clone(memory_format=torch.contiguous_format) for k in fields}
-    state["stalled"] = st.stalled.contiguous()
+    # updated in place: the tensors of a state from _start_native are fresh and contiguous
+    state = {k: getattr(st, k) for k in (*fields, "stalled")}
+    assert all(x.is_contiguous() for x in state.values())
     lo, hi = box(data, data.beta)
     beta = data.beta
     kap = (data.cap / beta).contiguous() if data.cap is not None else None
@@ -635,7 +669,7 @@ def _fast_native(data: Data, st: State, tol: Tensor, n_iter: int) -> tuple[State
         hi.contiguous(), kap, tol.contiguous(), _S_MIN[dt], _GAP[dt], _ARMIJO, _HALVINGS,
         _TO_BOUNDARY, n_iter, state,
     )  # fmt: skip
-    return st._replace(**state), k
+    return st, k
 
 
 def _scatter_state(full: State, part: State, idx: Tensor) -> State:
@@ -648,7 +682,7 @@ def _gather_state(st: State, idx: Tensor) -> State:
 
 def newton(
     data: Data,
-    gamma0: Tensor,
+    gamma0: Tensor | None,
     tol: Tensor,
     *,
     max_iter: int,

@@ -233,7 +233,7 @@ static inline Row row(const T* u, const T* v, int64_t n, int64_t b, int64_t a0,
   for (int i = 0; i < M; ++i) {
     R.u[i] = u + (b * M + i) * n + a0;
     R.g[i] = (vT){} + (gamma ? gamma[i] : (T)0);
-    R.k[i] = (vT){} + (CAPS ? kappa[i] : POS_INF);
+    R.k[i] = (vT){} + (CAPS && kappa ? kappa[i] : POS_INF);
   }
   R.v = v + b * n + a0;
   R.ib = ib;
@@ -271,10 +271,10 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
   *xmax = (double)cm;
   if (!(cm > NEG_INF)) return;
   Acc Z, S[M], O[M];
-  vT EA[M], GA[M][M], H[M], HA[M][M];
+  vT P[M], EA[M], GA[M][M], H[M], HA[M][M];
   vT bZ = zero, bS[M], bO[M], mx = zero + NEG_INF;
   for (int i = 0; i < M; ++i) {
-    EA[i] = zero; H[i] = zero; bS[i] = zero; bO[i] = zero;
+    P[i] = zero; EA[i] = zero; H[i] = zero; bS[i] = zero; bO[i] = zero;
     for (int j = 0; j < M; ++j) { GA[i][j] = zero; HA[i][j] = zero; }
   }
   for (int64_t j = 0; j < L; j += W) {
@@ -301,6 +301,7 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
         bO[i] += eh[i];
       }
       if constexpr (JAC) {
+        P[i] = madd(P[i], gt(zero, d[i]), e);  // unpaid: d < 0
         A[i] = gt(d[i], zero);
         if constexpr (CAPS) {
           A[i] = A[i] & gt(R.k[i], d[i]);
@@ -321,12 +322,13 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
   if (shift == shift) *xmax = (double)hmax(mx);
   Z.add(bZ);
   for (int i = 0; i < M; ++i) { S[i].add(bS[i]); O[i].add(bO[i]); }
-  // layout: Z, S[M], O[M], P[M] (filled by the caller), EA[M], GA[M*M], H[M], HA[M*M]
+  // layout: Z, S[M], O[M], P[M], EA[M], GA[M*M], H[M], HA[M*M]
   part[0] = Z.sum();
   for (int i = 0; i < M; ++i) {
     part[1 + i] = S[i].sum();
     part[1 + M + i] = O[i].sum();
     if constexpr (JAC) {
+      part[1 + 2 * M + i] = hsumT(P[i]);
       part[1 + 3 * M + i] = hsumT(EA[i]);
       part[1 + 4 * M + M * M + i] = hsumT(H[i]);
       for (int jj = 0; jj < M; ++jj) {
@@ -377,6 +379,7 @@ static void form(const double* mom, double s_min, bool jac, T* G, T* F, T* J) {
     fac[i] = lr > 0.0 ? 1.0 + f : 1.0;
   }
   if (!jac) return;
+  const double* pu = q + 1 + 2 * M;
   const double* ea = q + 1 + 3 * M;
   const double* ga = q + 1 + 4 * M;
   const double* h = q + 1 + 4 * M + M * M;
@@ -387,7 +390,7 @@ static void form(const double* mom, double s_min, bool jac, T* G, T* F, T* J) {
       double v = (s / se[i]) * ea[j] - ga[i * M + j] / se[i];
       if (CAPS) v += (ha[i * M + j] - o * ea[j]) / (1.0 + o);
       if (j == i) {
-        v += (1.0 - ea[i] - h[i]) / se[i];
+        v += pu[i] / se[i];
         if (CAPS) v += h[i] / (1.0 + o);
       }
       J[(i * M) + j] = (T)(v * fac[i]);
@@ -645,9 +648,58 @@ int cg_newton(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows,
   return rc ? -1 : k;
 }
 
+// The starting state of cage_games.torch._kernel._start from the set-up's moments mom0
+// (R, 1 + M) and row maxima vmax (R) of v / beta: gamma = the "nobody pays" root
+// E_p0[u_i] / beta + 1 projected into the box [umin / beta, umax / beta + 1], its evaluation
+// (G, F, J, lse, xmax; one pass where the bound vmax + sum_i min((max r_i - gamma_i)_+,
+// kappa_i) is within gap of the maximum), f = ||F||^2, done = max |G| <= tol,
+// stalled = max |G| not finite, and the Newton (or Levenberg-Marquardt) direction p.
+int cg_start(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, const T* ib,
+             const T* kappa, const T* tol, const double* mom0, const double* vmax,
+             const T* umin, const T* umax, double s_min, double gap, int nthreads, T* gamma,
+             T* G, T* F, T* J, T* lse, T* xmax, T* f, T* p, bool* done, bool* stalled) {
+  size_t nb = (size_t)(R > 0 ? R : 1);
+  int64_t* sel = (int64_t*)std::malloc(sizeof(int64_t) * nb);
+  T* shift = (T*)std::malloc(sizeof(T) * nb);
+  double* dbuf = (double*)std::malloc(sizeof(double) * nb * (K + 1));
+  if (!sel || !shift || !dbuf) { std::free(sel); std::free(shift); std::free(dbuf); return 1; }
+  for (int64_t r = 0; r < R; ++r) {
+    sel[r] = r;
+    double rise = 0.0;
+    for (int i = 0; i < M; ++i) {
+      T lo = umin[r * M + i] * ib[r], hi = umax[r * M + i] * ib[r] + (T)1;
+      T g = (T)(mom0[r * (1 + M) + 1 + i] / mom0[r * (1 + M)]) * ib[r] + (T)1;
+      g = g > lo ? g : lo;
+      g = g < hi ? g : hi;
+      gamma[r * M + i] = g;
+      T up = hi - (T)1 - g > 0 ? hi - (T)1 - g : (T)0;
+      if (CAPS) up = up < kappa[r * M + i] ? up : kappa[r * M + i];
+      rise += up;
+    }
+    shift[r] = rise <= gap ? (T)(vmax[r] + rise) : (T)NAN;
+  }
+  int rc = eval_rows(u, v, n, rows, R, sel, gamma, ib, kappa, shift, true, s_min, gap,
+                     nthreads, dbuf, dbuf + nb * K, G, F, J, lse, xmax);
+  for (int64_t r = 0; r < R && rc == 0; ++r) {
+    T fs = 0, res = 0;
+    for (int i = 0; i < M; ++i) {
+      fs += F[r * M + i] * F[r * M + i];
+      T a = std::fabs(G[r * M + i]);
+      res = (a > res || a != a) ? a : res;
+    }
+    f[r] = fs;
+    done[r] = res <= tol[r];
+    stalled[r] = !std::isfinite(res);
+    if (!solve1(J + r * M * M, F + r * M, p + r * M)) lm1(J + r * M * M, F + r * M, p + r * M);
+  }
+  std::free(sel); std::free(shift); std::free(dbuf);
+  return rc;
+}
+
 // Set-up: out (R, 1 + M) = [sum_a e_a, sum_a e_a u_i(a)] with e = exp(v / beta - shift),
 // umin/umax (R, M) over the allowed actions (v > -inf).
-// bad[r] = 1 if u has a NaN or infinite entry in that row (masked actions included).
+// bad[r]: bit 0 = u has a NaN or infinite entry in that row (masked actions included),
+// bit 1 = v has a NaN or +inf entry.
 int cg_setup(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, const T* ib,
              int nthreads, double* out, double* shift, T* umin, T* umax, int32_t* bad) {
   int64_t nc = (n + CH - 1) / CH;
@@ -666,43 +718,64 @@ int cg_setup(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, 
       Row Rw = row(u, v, n, rows[r], a0, nullptr, nullptr, ib[r]);
       const vT zero = (vT){};
       vT mx = zero + NEG_INF;
-      for (int64_t j = 0; j < L; j += W) mx = vmax(mx, ldpad(Rw.v, j, L, NEG_INF) * Rw.ib);
+      vI masked = (vI){}, badv = (vI){};
+      for (int64_t j = 0; j < L; j += W) {
+        vT vv = ldpad(Rw.v, j, L, NEG_INF);
+        if (j + W <= L) masked |= vv == NEG_INF;
+        badv |= (vv != vv) | (vv == POS_INF);
+        mx = vmax(mx, vv * Rw.ib);
+      }
+      bool any_masked = L % W != 0;
+      for (int l = 0; l < W; ++l) any_masked = any_masked || masked[l] != 0;
       T cm = hmax(mx);
       cmax[t] = (double)cm;
       Acc Z, EU[M];
-      vI nf = (vI){};
+      int any_nf = 0;
       vT lo[M], hi[M], bZ = zero, bE[M];
       for (int i = 0; i < M; ++i) { bE[i] = zero; lo[i] = zero + POS_INF; hi[i] = zero + NEG_INF; }
       if (!(cm > NEG_INF)) {
         // every action of the chunk is masked: only the finiteness of u is needed
+        vI nf = (vI){};
         for (int64_t j = 0; j < L; j += W)
           for (int i = 0; i < M; ++i) {
             vT ui = ldpad(Rw.u[i], j, L, (T)0);
             nf |= (ui - ui) != zero;
           }
+        for (int l = 0; l < W; ++l) any_nf |= nf[l] != 0;
       } else {
-        for (int64_t j = 0; j < L; j += W) {
-          if (j % (BL * W) == 0 && j > 0) {
-            Z.add(bZ); bZ = zero;
-            for (int i = 0; i < M; ++i) { EU[i].add(bE[i]); bE[i] = zero; }
+        auto sweep = [&](auto masked_tag) {
+          constexpr bool MASKED = decltype(masked_tag)::value;
+          for (int64_t j = 0; j < L; j += W) {
+            if (j % (BL * W) == 0 && j > 0) {
+              Z.add(bZ); bZ = zero;
+              for (int i = 0; i < M; ++i) { EU[i].add(bE[i]); bE[i] = zero; }
+            }
+            vT nu = ldpad(Rw.v, j, L, NEG_INF) * Rw.ib;
+            vT e = vexp(nu - cm);
+            vI ok = nu > NEG_INF;
+            bZ += e;
+            for (int i = 0; i < M; ++i) {
+              vT ui = ldpad(Rw.u[i], j, L, (T)0);
+              bE[i] += e * ui;  // NaN or infinite if u is (0 * inf = NaN where e = 0)
+              if constexpr (MASKED) {
+                lo[i] = vmin(lo[i], ok ? ui : zero + POS_INF);
+                hi[i] = vmax(hi[i], ok ? ui : zero + NEG_INF);
+              } else {
+                lo[i] = vmin(lo[i], ui);
+                hi[i] = vmax(hi[i], ui);
+              }
+            }
           }
-          vT nu = ldpad(Rw.v, j, L, NEG_INF) * Rw.ib;
-          vT e = vexp(nu - cm);
-          vI ok = nu > NEG_INF;
-          bZ += e;
-          for (int i = 0; i < M; ++i) {
-            vT ui = ldpad(Rw.u[i], j, L, (T)0);
-            nf |= (ui - ui) != zero;  // NaN or infinite
-            bE[i] += e * ui;
-            lo[i] = vmin(lo[i], ok ? ui : zero + POS_INF);
-            hi[i] = vmax(hi[i], ok ? ui : zero + NEG_INF);
-          }
-        }
+        };
+        if (any_masked) sweep(std::true_type{});
+        else sweep(std::false_type{});
       }
       Z.add(bZ);
-      for (int i = 0; i < M; ++i) EU[i].add(bE[i]);
-      int any_nf = 0;
-      for (int l = 0; l < W; ++l) any_nf |= nf[l] != 0;
+      for (int i = 0; i < M; ++i) {
+        EU[i].add(bE[i]);
+        if (!std::isfinite(EU[i].sum())) any_nf = 1;
+      }
+      for (int l = 0; l < W; ++l) if (badv[l] != 0) any_nf |= 2;
       flags[t] = any_nf;
       double* p = part + t * KS;
       p[0] = Z.sum();
@@ -762,8 +835,7 @@ def n_moments(m: int) -> int:
     """Number of moments per row returned by the evaluation kernel for ``m`` principals.
 
     Layout: ``Z, S[m], O[m], P[m], EA[m], GA[m, m], H[m], HA[m, m]`` (unnormalised sums
-    under ``exp(x - shift)``; ``P`` is left at 0 by the kernel and filled in by the caller as
-    ``Z - EA - H``; see :func:`cage_games.torch._kernel.evaluate`).
+    under ``exp(x - shift)``; see :func:`cage_games.torch._kernel.evaluate`).
     """
     return 1 + 5 * m + 2 * m * m
 
@@ -810,10 +882,11 @@ class Kernels:
         lib.cg_setup.argtypes = [_P, _P, _I64, _I64, _P, _P, _INT, _P, _P, _P, _P, _P]
         lib.cg_policy.argtypes = [_P, _P, _I64, _I64, _P, _P, _P, _P, _P, _INT, _P]
         lib.cg_solve.argtypes = [_I64, _P, _P, _P, _P]
+        lib.cg_start.argtypes = [_P, _P, _I64, _I64] + [_P] * 8 + [_DBL, _DBL, _INT] + [_P] * 10
         lib.cg_newton.argtypes = [_P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _DBL, _DBL, _DBL]
         lib.cg_newton.argtypes += [_INT, _DBL, _INT, _INT] + [_P] * 14
         fns = (lib.cg_eval, lib.cg_setup, lib.cg_policy, lib.cg_moments, lib.cg_solve)
-        for f in (*fns, lib.cg_newton):
+        for f in (*fns, lib.cg_newton, lib.cg_start):
             f.restype = _INT
         if lib.cg_moments() != self.k:
             raise RuntimeError("compiled kernel has an unexpected moment layout")
@@ -855,8 +928,10 @@ class Kernels:
     def setup(
         self, u: Tensor, v: Tensor, rows: Tensor, ib: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``[Z0, E0[u_i] Z0]`` (R, 1 + m) float64, shift (R,), umin and umax (R, m) over the
-        allowed actions, and (R,) bool: the row of ``u`` has a NaN or infinite entry."""
+        """``[Z0, E0[u_i] Z0]`` (R, 1 + m) float64 relative to ``exp(shift)``, ``shift`` =
+        ``max v / beta`` (R,) float64, umin and umax (R, m) over the allowed actions, and
+        (R,) int32 flags: bit 0 = the row of ``u`` has a NaN or infinite entry, bit 1 = the
+        row of ``v`` has a NaN or ``+inf``."""
         R, n = rows.shape[0], v.shape[-1]
         out = torch.empty(R, 1 + self.m, dtype=torch.float64)
         shift = torch.empty(R, dtype=torch.float64)
@@ -870,7 +945,7 @@ class Kernels:
         )  # fmt: skip
         if rc:
             raise MemoryError("cage_games fused kernel: out of memory")
-        return out, shift, umin, umax, bad.bool()
+        return out, shift, umin, umax, bad
 
     def policy(
         self, u: Tensor, v: Tensor, rows: Tensor, gamma: Tensor, ib: Tensor,
@@ -893,6 +968,35 @@ class Kernels:
         ok = torch.empty(R, dtype=torch.int32)
         self.lib.cg_solve(R, J.data_ptr(), F.data_ptr(), p.data_ptr(), ok.data_ptr())
         return p, ok.bool()
+
+    def start(
+        self, u: Tensor, v: Tensor, rows: Tensor, ib: Tensor, kappa: Tensor | None,
+        tol: Tensor, mom0: Tensor, vmax: Tensor, umin: Tensor, umax: Tensor, s_min: float,
+        gap: float,
+    ) -> dict[str, Tensor]:  # fmt: skip
+        """The starting state (see ``cg_start`` in the source): fresh contiguous tensors
+        ``gamma, G, F, J, lse, xmax, f, p, done, stalled``."""
+        R, n, m, dt = rows.shape[0], v.shape[-1], self.m, self.dtype
+        st = {
+            "gamma": torch.empty(R, m, dtype=dt),
+            "G": torch.empty(R, m, dtype=dt),
+            "F": torch.empty(R, m, dtype=dt),
+            "J": torch.empty(R, m, m, dtype=dt),
+            "lse": torch.empty(R, 1, dtype=dt),
+            "xmax": torch.empty(R, 1, dtype=dt),
+            "f": torch.empty(R, dtype=dt),
+            "p": torch.empty(R, m, dtype=dt),
+            "done": torch.empty(R, dtype=torch.bool),
+            "stalled": torch.empty(R, dtype=torch.bool),
+        }
+        rc = self.lib.cg_start(
+            u.data_ptr(), v.data_ptr(), n, R, rows.data_ptr(), ib.data_ptr(), self._ptr(kappa),
+            tol.data_ptr(), mom0.data_ptr(), vmax.data_ptr(), umin.data_ptr(), umax.data_ptr(),
+            float(s_min), float(gap), torch.get_num_threads(), *(x.data_ptr() for x in st.values()),
+        )  # fmt: skip
+        if rc:
+            raise MemoryError("cage_games fused kernel: out of memory")
+        return st
 
     def newton(
         self, u: Tensor, v: Tensor, rows: Tensor, ib: Tensor, lo: Tensor, hi: Tensor,
