@@ -525,3 +525,17 @@ def test_kernel_build_failure_falls_back_to_torch(monkeypatch, tmp_path):
         sol = solve_batch(*args)
     assert _native.kernels(torch.float64, 2, False) is None
     torch.testing.assert_close(sol.log_policy, expected.log_policy, atol=1e-10, rtol=0)
+
+
+def test_scalar_tensor_beta_and_caps_broadcast(path):
+    # a 0-d beta tensor and an (m,) caps tensor are expanded (stride 0) before the fused
+    # kernel reads them: the results must equal those of per-row tensors
+    rng = np.random.default_rng(31)
+    v, u, _ = random_batch(rng, 5, 2, 19)
+    vt, ut = torch.tensor(v), torch.tensor(u)
+    caps = torch.tensor([0.5, math.inf], dtype=torch.float64)
+    a = solve_batch(vt, ut, torch.tensor(0.7, dtype=torch.float64), caps=caps)
+    b = solve_batch(vt, ut, torch.full((5,), 0.7, dtype=torch.float64), caps=caps.expand(5, 2))
+    assert bool(a.success.all())
+    torch.testing.assert_close(a.log_policy, b.log_policy, atol=1e-12, rtol=0)
+    torch.testing.assert_close(a.thresholds, b.thresholds, atol=1e-12, rtol=0)

@@ -361,8 +361,8 @@ def solve_batch(
     if default_tol:
         scale = torch.maximum(data.umax.abs(), data.umin.abs()).amax(-1) / bt.squeeze(-1)
         tol_t = torch.maximum(tol_t, 16 * torch.finfo(dt).eps * scale)
-    st = K.newton(data, gamma0, tol_t, max_iter=int(max_iter), fixed_iters=fixed_iters)
-    thresholds, G, log_policy = K.finish(data, st, sync=fixed_iters is None)
+    st, out = K.newton(data, gamma0, tol_t, max_iter=int(max_iter), fixed_iters=fixed_iters)
+    thresholds, G, log_policy = K.finish(data, st, sync=fixed_iters is None, out=out)
     residual = G.abs().amax(-1)
     if not check_inputs:
         e = empty.unsqueeze(-1)

@@ -81,6 +81,8 @@ class Data(NamedTuple):
     umax: Tensor  # (B, m) max over allowed actions of u_i
     beta_start: Tensor  # (B, 1) first temperature of the continuation, >= beta
     kern: _native.Kernels | None  # the fused kernels, or None (torch operations)
+    ib: Tensor | None = None  # (B,) 1 / beta, contiguous (fused kernel only)
+    kap: Tensor | None = None  # (B, m) cap / beta, contiguous (fused kernel with caps only)
     mom0: Tensor | None = None  # (B, 1 + m) float64 set-up moments (fused kernel only)
     vmax0: Tensor | None = None  # (B,) float64 max_a v / beta (fused kernel only)
 
@@ -95,7 +97,10 @@ class Data(NamedTuple):
             None if x is None else x.index_select(0, idx)
             for x in (self.beta, self.cap, self.umin, self.umax, self.beta_start)
         ]
-        extra = [None if x is None else x.index_select(0, idx) for x in (self.mom0, self.vmax0)]
+        extra = [
+            None if x is None else x.index_select(0, idx)
+            for x in (self.ib, self.kap, self.mom0, self.vmax0)
+        ]
         return Data(*big, *small, self.kern, *extra)
 
 
@@ -128,6 +133,7 @@ def setup(
     ``None``.
     """
     B, m, _ = u.shape
+    beta = beta.contiguous()
     kern = None
     if u.device.type == "cpu":
         kern = _native.kernels(u.dtype, m, cap is not None)
@@ -136,8 +142,9 @@ def setup(
         ib = (1.0 / beta).reshape(B).contiguous()
         mom0, vmax0, umin, umax, flags = kern.setup(u, v, idx, ib)
         spread = (umax - umin).amax(-1, keepdim=True)
+        kap = None if cap is None else (cap / beta).contiguous()
         data = Data(u, v, idx, beta, cap, umin, umax, torch.maximum(beta, spread), kern)
-        return data._replace(mom0=mom0, vmax0=vmax0), None, flags
+        return data._replace(ib=ib, kap=kap, mom0=mom0, vmax0=vmax0), None, flags
     if allowed is None and bool((v == -math.inf).any()):
         allowed = v > -math.inf
     if allowed is not None:
@@ -259,8 +266,11 @@ def evaluate(
     caps = data.cap is not None
     if data.kern is not None:
         assert data.idx is not None
-        ib = (1.0 / beta).reshape(B).contiguous()
-        kap = (data.cap / beta).contiguous() if caps else None
+        if beta is data.beta and data.ib is not None:
+            ib, kap = data.ib, data.kap
+        else:
+            ib = (1.0 / beta).reshape(B).contiguous()
+            kap = (data.cap / beta).contiguous() if caps else None
         if shift is None:
             shift = torch.full((B,), math.nan, dtype=dt)
         G, F, J, lse, xmax, _ = data.kern.eval(
@@ -279,8 +289,11 @@ def log_policy(data: Data, beta: Tensor, gamma: Tensor, lse: Tensor) -> Tensor:
     B = gamma.shape[0]
     if data.kern is not None:
         assert data.idx is not None
-        ib = (1.0 / beta).reshape(B).contiguous()
-        kap = (data.cap / beta).contiguous() if data.cap is not None else None
+        if beta is data.beta and data.ib is not None:
+            ib, kap = data.ib, data.kap
+        else:
+            ib = (1.0 / beta).reshape(B).contiguous()
+            kap = (data.cap / beta).contiguous() if data.cap is not None else None
         out = torch.empty(B, data.v.shape[-1], dtype=gamma.dtype, device=gamma.device)
         l0 = lse.reshape(B).contiguous()
         return data.kern.policy(data.u, data.v, data.idx, gamma.contiguous(), ib, kap, l0, out)
@@ -366,19 +379,21 @@ class State(NamedTuple):
     nit: Tensor  # (B,) int, trial evaluations so far
 
 
-def _start_native(data: Data, tol: Tensor) -> State:
-    """:func:`_start` in one call of the fused library, from the set-up moments."""
+def _start_native(data: Data, tol: Tensor) -> tuple[State, dict[str, Tensor]]:
+    """:func:`_start` in one call of the fused library, from the set-up moments.
+
+    Also returns the log-weights buffer ``xout`` (B, n) and ``xok`` (B,) ("``xout`` holds
+    the final log-weights of the row"), which :func:`_fast_native` keeps up to date."""
     assert data.kern is not None and data.idx is not None
     assert data.mom0 is not None and data.vmax0 is not None
     beta = data.beta
     B = beta.shape[0]
     dt = beta.dtype
-    kap = (data.cap / beta).contiguous() if data.cap is not None else None
     d = data.kern.start(
-        data.u, data.v, data.idx, (1.0 / beta).reshape(B).contiguous(), kap, tol.contiguous(),
-        data.mom0, data.vmax0, data.umin.contiguous(), data.umax.contiguous(), _S_MIN[dt],
-        _GAP[dt],
+        data.u, data.v, data.idx, data.ib, data.kap, tol.contiguous(), data.mom0, data.vmax0,
+        data.umin, data.umax, _S_MIN[dt], _GAP[dt],
     )  # fmt: skip
+    out = {"xout": d.pop("xout"), "xok": d.pop("xok")}
     zeros = beta.new_zeros(B)
     izeros = torch.zeros(B, dtype=torch.int64)
     false = torch.zeros(B, dtype=torch.bool)
@@ -387,13 +402,10 @@ def _start_native(data: Data, tol: Tensor) -> State:
         **d, alpha=torch.ones(B, dtype=dt), halvings=torch.zeros(B, dtype=torch.int64), gs=false,
         gk=izeros, ga=zeros, gb=zeros, gx=zeros, gn=izeros, gtol=zeros, gres=zeros,
         gfail=izeros, bs=beta, cont=false, nit=torch.zeros(B, dtype=torch.int64),
-    )  # fmt: skip
+    ), out  # fmt: skip
 
 
-def _start(data: Data, gamma: Tensor | None, tol: Tensor, sync: bool) -> State:
-    if data.kern is not None:
-        return _start_native(data, tol)
-    assert gamma is not None
+def _start(data: Data, gamma: Tensor, tol: Tensor, sync: bool) -> State:
     beta = data.beta
     ev = evaluate(data, beta, gamma)
     assert ev.J is not None
@@ -578,7 +590,9 @@ def _step(data: Data, st: State, tol: Tensor, continuation: bool, sync: bool, gs
     )  # fmt: skip
 
 
-def _fast(data: Data, st: State, tol: Tensor, n_iter: int, compact: bool) -> tuple[State, int]:
+def _fast(
+    data: Data, st: State, tol: Tensor, n_iter: int, compact: bool, out: dict | None = None
+) -> tuple[State, int]:
     """Up to ``n_iter`` iterations of :func:`_step` specialised to rows in Newton mode at their
     own temperature (tolerance mode only), with a fraction of its small-tensor operations.
 
@@ -588,7 +602,8 @@ def _fast(data: Data, st: State, tol: Tensor, n_iter: int, compact: bool) -> tup
     Returns the state and the number of iterations done.
     """
     if data.kern is not None:
-        return _fast_native(data, st, tol, n_iter)
+        assert out is not None
+        return _fast_native(data, st, tol, n_iter, out)
     full, idx = st, None
     sub, sub_data, sub_tol = st, data, tol
     running = ~(st.done | st.stalled)
@@ -649,25 +664,23 @@ def _fast(data: Data, st: State, tol: Tensor, n_iter: int, compact: bool) -> tup
     return (sub if idx is None else _scatter_state(full, sub, idx)), k
 
 
-def _fast_native(data: Data, st: State, tol: Tensor, n_iter: int) -> tuple[State, int]:
+def _fast_native(
+    data: Data, st: State, tol: Tensor, n_iter: int, out: dict[str, Tensor]
+) -> tuple[State, int]:
     """:func:`_fast` as one call of the fused library (same decisions, no per-iteration
     torch operations; rows that finish drop out of the evaluations without any copy).
 
     It updates the tensors of ``st`` in place: ``st`` must come from :func:`_start_native`."""
     assert data.kern is not None and data.idx is not None
-    B = st.gamma.shape[0]
     fields = ("gamma", "G", "F", "J", "lse", "xmax", "f", "p", "alpha", "halvings", "done", "nit")
     # updated in place: the tensors of a state from _start_native are fresh and contiguous
     state = {k: getattr(st, k) for k in (*fields, "stalled")}
+    state.update(out)
     assert all(x.is_contiguous() for x in state.values())
-    lo, hi = box(data, data.beta)
-    beta = data.beta
-    kap = (data.cap / beta).contiguous() if data.cap is not None else None
     dt = st.gamma.dtype
     k, _ = data.kern.newton(
-        data.u, data.v, data.idx, (1.0 / beta).reshape(B).contiguous(), lo.contiguous(),
-        hi.contiguous(), kap, tol.contiguous(), _S_MIN[dt], _GAP[dt], _ARMIJO, _HALVINGS,
-        _TO_BOUNDARY, n_iter, state,
+        data.u, data.v, data.idx, data.ib, data.beta, data.umin, data.umax, data.kap,
+        tol.contiguous(), _S_MIN[dt], _GAP[dt], _ARMIJO, _HALVINGS, _TO_BOUNDARY, n_iter, state,
     )  # fmt: skip
     return st, k
 
@@ -689,24 +702,32 @@ def newton(
     fixed_iters: int | None,
     continuation: bool = True,
     compact: bool = True,
-) -> State:
+) -> tuple[State, dict[str, Tensor] | None]:
     """Batched safeguarded Newton from ``gamma0`` (already inside the box).
 
     With ``fixed_iters`` exactly that many iterations run with no host synchronisation.
     Otherwise it stops when every row has converged or stalled, or after ``max_iter``
     iterations, reading a few flags per iteration; with ``compact`` the evaluations run on
     the rows still iterating only (once at most half of them are).
+
+    The second result is, with the fused kernel, the log-weights buffer of
+    :func:`_start_native` (used by :func:`finish`), else ``None``.
     """
-    st = _start(data, gamma0, tol, fixed_iters is None)
+    out = None
+    if data.kern is not None:
+        st, out = _start_native(data, tol)
+    else:
+        assert gamma0 is not None
+        st = _start(data, gamma0, tol, fixed_iters is None)
     if fixed_iters is not None:
         for _ in range(fixed_iters):
             st = _step(data, st, tol, continuation, sync=False, gs_on=True)
-        return st
+        return st, None
     # Compacting costs a gather of every state tensor (and, without the fused kernel, of the
     # utilities): worth it for long rows only.
     compact = compact and (data.kern is not None or data.u.shape[1] * data.u.shape[2] >= 4096)
     n_fast = min(max_iter, _DIRECT_ITER - 1) if continuation else max_iter
-    st, k0 = _fast(data, st, tol, n_fast, compact)
+    st, k0 = _fast(data, st, tol, n_fast, compact, out)
     full, idx = st, None  # idx: rows of ``full`` that ``sub`` holds (None = all of them)
     sub, sub_data, sub_tol = st, data, tol
     for k in range(k0, max_iter):
@@ -723,10 +744,12 @@ def newton(
             sub_data, sub_tol = data.rows(idx), tol.index_select(0, idx)
         cont_on = continuation and (n_cont > 0 or k + 1 >= _DIRECT_ITER)
         sub = _step(sub_data, sub, sub_tol, cont_on, sync=True, gs_on=n_gs > 0)
-    return sub if idx is None else _scatter_state(full, sub, idx)
+    return (sub if idx is None else _scatter_state(full, sub, idx)), out
 
 
-def finish(data: Data, st: State, sync: bool) -> tuple[Tensor, Tensor, Tensor]:
+def finish(
+    data: Data, st: State, sync: bool, out: dict[str, Tensor] | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Thresholds (utility units), residual vector and log policy at the game's temperature.
 
     A row stopped during temperature continuation (fixed iterations, or the iteration cap) is
@@ -735,6 +758,18 @@ def finish(data: Data, st: State, sync: bool) -> tuple[Tensor, Tensor, Tensor]:
     """
     c = st.gamma * st.bs
     final = st.bs <= data.beta
+    if sync and out is not None:
+        # rows that converged in the fused Newton phase have their log-weights in xout already
+        xok = out["xok"]
+        n_ok, all_final = torch.stack([xok.sum(), final.all()]).tolist()
+        if all_final and n_ok > 0:
+            logp = torch.sub(out["xout"], st.lse, out=out["xout"])
+            if n_ok < xok.shape[0]:
+                rest = (~xok).nonzero().squeeze(1)
+                sub = data.rows(rest)
+                lp = log_policy(sub, sub.beta, st.gamma[rest], st.lse[rest])
+                logp.index_copy_(0, rest, lp)
+            return c, st.G, logp
     if sync and bool(final.all()):
         return c, st.G, log_policy(data, data.beta, st.gamma, st.lse)
     lo, hi = box(data, data.beta)

@@ -223,6 +223,7 @@ static inline vT ldpad(const T* p, int64_t j, int64_t L, T pad) {
 struct Row {
   const T* u[M];
   const T* v;
+  T* xo;  // where to store the log-weights of the chunk, or null
   vT g[M], k[M];
   T ib;
 };
@@ -236,6 +237,7 @@ static inline Row row(const T* u, const T* v, int64_t n, int64_t b, int64_t a0,
     R.k[i] = (vT){} + (CAPS && kappa ? kappa[i] : POS_INF);
   }
   R.v = v + b * n + a0;
+  R.xo = nullptr;
   R.ib = ib;
   return R;
 }
@@ -287,6 +289,10 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
     }
     vT x = logw(R, j, L, d, tau);
     mx = vmax(mx, x);
+    if (R.xo) {
+      if (j + W <= L) st(R.xo + j, x);
+      else for (int64_t l = 0; j + l < L; ++l) R.xo[j + l] = x[l];
+    }
     vT e = vexp(x - cm);
     bZ += e;
     vT eg[M], eh[M];
@@ -402,11 +408,13 @@ static void form(const double* mom, double s_min, bool jac, T* G, T* F, T* J) {
 // thresholds gamma[r]: G, F (M), J = dF/dgamma (M x M, if jac), lse and xmax of the
 // log-weights x, and the raw moments mom[r] (K) relative to exp(shift[r]). shift_in[r] is
 // an upper bound of x in that row (one pass) or NaN (the exact maximum, two passes); a row
-// whose bound exceeds the maximum by more than gap is redone with the exact maximum.
+// whose bound exceeds the maximum by more than gap is redone with the exact maximum. With
+// xout, the log-weights x of row r are also stored in xout[r] (n).
 static int eval_rows(const T* u, const T* v, int64_t n, const int64_t* rows, int64_t nsel,
                      const int64_t* sel, const T* gamma, const T* ib, const T* kappa,
                      const T* shift_in, bool jac, double s_min, double gap, int nthreads,
-                     double* mom, double* shift, T* G, T* F, T* J, T* lse, T* xmax) {
+                     double* mom, double* shift, T* G, T* F, T* J, T* lse, T* xmax,
+                     T* xout = nullptr) {
   if (nsel == 0) return 0;
   int64_t nc = (n + CH - 1) / CH;
   double* part = (double*)std::malloc(sizeof(double) * nsel * nc * (K + 2));
@@ -426,6 +434,7 @@ static int eval_rows(const T* u, const T* v, int64_t n, const int64_t* rows, int
         int64_t q = todo[t / nc], c = t % nc, a0 = c * CH, r = sel[q];
         int64_t L = n - a0 < CH ? n - a0 : CH;
         Row Rw = row(u, v, n, rows[r], a0, gamma + r * M, CAPS ? kappa + r * M : nullptr, ib[r]);
+        if (xout) Rw.xo = xout + r * n + a0;
         int64_t tt = q * nc + c;
         if (jac) eval_task<true>(Rw, L, sh[q], part + tt * K, cmax + tt, xm + tt);
         else eval_task<false>(Rw, L, sh[q], part + tt * K, cmax + tt, xm + tt);
@@ -534,18 +543,20 @@ int cg_solve(int64_t R, const T* J, const T* F, T* p, int32_t* ok) {
 // clip(gamma + alpha t p, lo, hi), t the step to the box backed off by TO_BOUNDARY, accepted
 // on the Armijo test on ||F||^2 or when max |G| <= tol; a rejected step halves. Stops before
 // an iteration in which some row's line search fails (more than HALVINGS halvings), leaving
-// the state as it was before that iteration (*failed = 1). Returns the iterations done, or
-// -1 on an allocation failure.
+// the state as it was before that iteration (*failed = 1). The log-weights of every trial are
+// stored in xout; xok[r] is set when a row converges (then xout[r] holds its final ones).
+// Returns the iterations done, or -1 on an allocation failure.
 int cg_newton(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows,
-              const T* ib, const T* lo, const T* hi, const T* kappa, const T* tol,
+              const T* ib, const T* beta, const T* umin, const T* umax, const T* kappa,
+              const T* tol,
               double s_min, double gap, double armijo, int halvings_max, double to_boundary,
               int n_iter, int nthreads, T* gamma, T* G, T* F, T* J, T* lse, T* xmax, T* f,
               T* p, T* alpha, int64_t* halvings, bool* done, const bool* stalled, int64_t* nit,
-              int32_t* failed) {
+              T* xout, bool* xok, int32_t* failed) {
   *failed = 0;
   size_t nb = (size_t)(R > 0 ? R : 1);
   int64_t* sel = (int64_t*)std::malloc(sizeof(int64_t) * nb);
-  T* buf = (T*)std::malloc(sizeof(T) * nb * (4 * M + M * M + 5));
+  T* buf = (T*)std::malloc(sizeof(T) * nb * (5 * M + M * M + 5));
   double* dbuf = (double*)std::malloc(sizeof(double) * nb * (K + 1));
   if (!sel || !buf || !dbuf) { std::free(sel); std::free(buf); std::free(dbuf); return -1; }
   T* trial = buf;
@@ -557,8 +568,15 @@ int cg_newton(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows,
   T* shift = xmt + nb;
   T* tstep = shift + nb;
   T* ft = tstep + nb;
-  T* pn = ft + nb;  // M per row (p for the new point)
+  T* lo = ft + nb;  // the box, M per row
+  T* hi = lo + nb * M;
   double* mom = dbuf;
+  for (int64_t r = 0; r < R; ++r)
+    for (int i = 0; i < M; ++i) {
+      // (divisions, as cage_games.torch._kernel.box computes them)
+      lo[r * M + i] = umin[r * M + i] / beta[r];
+      hi[r * M + i] = umax[r * M + i] / beta[r] + (T)1;
+    }
   double* shd = dbuf + nb * K;
   int k = 0;
   int rc = 0;
@@ -591,7 +609,7 @@ int cg_newton(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows,
       shift[r] = bound;
     }
     if (eval_rows(u, v, n, rows, ns, sel, trial, ib, kappa, shift, true, s_min, gap, nthreads,
-                  mom, shd, Gt, Ft, Jt, lset, xmt)) { rc = -1; break; }
+                  mom, shd, Gt, Ft, Jt, lset, xmt, xout)) { rc = -1; break; }
     bool any_fail = false;
     for (int64_t q = 0; q < ns; ++q) {
       int64_t r = sel[q];
@@ -639,7 +657,11 @@ int cg_newton(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows,
       lse[r] = lset[r];
       xmax[r] = xmt[r];
       f[r] = ft[r];
-      if (ok) { done[r] = true; continue; }
+      if (ok) {
+        done[r] = true;
+        xok[r] = true;  // xout[r] holds the log-weights of this, the final, point
+        continue;
+      }
       for (int i = 0; i < M * M; ++i) J[r * M * M + i] = Jt[r * M * M + i];
       if (!solve1(J + r * M * M, F + r * M, p + r * M)) lm1(J + r * M * M, F + r * M, p + r * M);
     }
@@ -653,11 +675,13 @@ int cg_newton(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows,
 // E_p0[u_i] / beta + 1 projected into the box [umin / beta, umax / beta + 1], its evaluation
 // (G, F, J, lse, xmax; one pass where the bound vmax + sum_i min((max r_i - gamma_i)_+,
 // kappa_i) is within gap of the maximum), f = ||F||^2, done = max |G| <= tol,
-// stalled = max |G| not finite, and the Newton (or Levenberg-Marquardt) direction p.
+// stalled = max |G| not finite, and the Newton (or Levenberg-Marquardt) direction p; the
+// log-weights at gamma in xout (R, n), xok = done (xout holds the final ones).
 int cg_start(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, const T* ib,
              const T* kappa, const T* tol, const double* mom0, const double* vmax,
              const T* umin, const T* umax, double s_min, double gap, int nthreads, T* gamma,
-             T* G, T* F, T* J, T* lse, T* xmax, T* f, T* p, bool* done, bool* stalled) {
+             T* G, T* F, T* J, T* lse, T* xmax, T* f, T* p, bool* done, bool* stalled,
+             T* xout, bool* xok) {
   size_t nb = (size_t)(R > 0 ? R : 1);
   int64_t* sel = (int64_t*)std::malloc(sizeof(int64_t) * nb);
   T* shift = (T*)std::malloc(sizeof(T) * nb);
@@ -679,7 +703,7 @@ int cg_start(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, 
     shift[r] = rise <= gap ? (T)(vmax[r] + rise) : (T)NAN;
   }
   int rc = eval_rows(u, v, n, rows, R, sel, gamma, ib, kappa, shift, true, s_min, gap,
-                     nthreads, dbuf, dbuf + nb * K, G, F, J, lse, xmax);
+                     nthreads, dbuf, dbuf + nb * K, G, F, J, lse, xmax, xout);
   for (int64_t r = 0; r < R && rc == 0; ++r) {
     T fs = 0, res = 0;
     for (int i = 0; i < M; ++i) {
@@ -689,6 +713,7 @@ int cg_start(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, 
     }
     f[r] = fs;
     done[r] = res <= tol[r];
+    xok[r] = done[r];
     stalled[r] = !std::isfinite(res);
     if (!solve1(J + r * M * M, F + r * M, p + r * M)) lm1(J + r * M * M, F + r * M, p + r * M);
   }
@@ -882,9 +907,10 @@ class Kernels:
         lib.cg_setup.argtypes = [_P, _P, _I64, _I64, _P, _P, _INT, _P, _P, _P, _P, _P]
         lib.cg_policy.argtypes = [_P, _P, _I64, _I64, _P, _P, _P, _P, _P, _INT, _P]
         lib.cg_solve.argtypes = [_I64, _P, _P, _P, _P]
-        lib.cg_start.argtypes = [_P, _P, _I64, _I64] + [_P] * 8 + [_DBL, _DBL, _INT] + [_P] * 10
-        lib.cg_newton.argtypes = [_P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _DBL, _DBL, _DBL]
-        lib.cg_newton.argtypes += [_INT, _DBL, _INT, _INT] + [_P] * 14
+        lib.cg_start.argtypes = [_P, _P, _I64, _I64] + [_P] * 8 + [_DBL, _DBL, _INT] + [_P] * 12
+        lib.cg_newton.argtypes = [_P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _DBL, _DBL]
+        lib.cg_newton.argtypes += [_DBL]
+        lib.cg_newton.argtypes += [_INT, _DBL, _INT, _INT] + [_P] * 16
         fns = (lib.cg_eval, lib.cg_setup, lib.cg_policy, lib.cg_moments, lib.cg_solve)
         for f in (*fns, lib.cg_newton, lib.cg_start):
             f.restype = _INT
@@ -975,7 +1001,8 @@ class Kernels:
         gap: float,
     ) -> dict[str, Tensor]:  # fmt: skip
         """The starting state (see ``cg_start`` in the source): fresh contiguous tensors
-        ``gamma, G, F, J, lse, xmax, f, p, done, stalled``."""
+        ``gamma, G, F, J, lse, xmax, f, p, done, stalled``, and the log-weights ``xout``
+        (R, n) with ``xok`` (R,) bool: where they are final."""
         R, n, m, dt = rows.shape[0], v.shape[-1], self.m, self.dtype
         st = {
             "gamma": torch.empty(R, m, dtype=dt),
@@ -988,6 +1015,8 @@ class Kernels:
             "p": torch.empty(R, m, dtype=dt),
             "done": torch.empty(R, dtype=torch.bool),
             "stalled": torch.empty(R, dtype=torch.bool),
+            "xout": torch.empty(R, n, dtype=dt),
+            "xok": torch.empty(R, dtype=torch.bool),
         }
         rc = self.lib.cg_start(
             u.data_ptr(), v.data_ptr(), n, R, rows.data_ptr(), ib.data_ptr(), self._ptr(kappa),
@@ -999,8 +1028,8 @@ class Kernels:
         return st
 
     def newton(
-        self, u: Tensor, v: Tensor, rows: Tensor, ib: Tensor, lo: Tensor, hi: Tensor,
-        kappa: Tensor | None, tol: Tensor, s_min: float, gap: float, armijo: float,
+        self, u: Tensor, v: Tensor, rows: Tensor, ib: Tensor, beta: Tensor, umin: Tensor,
+        umax: Tensor, kappa: Tensor | None, tol: Tensor, s_min: float, gap: float, armijo: float,
         halvings: int, to_boundary: float, n_iter: int, state: dict[str, Tensor],
     ) -> tuple[int, bool]:  # fmt: skip
         """Runs the Newton phase in place on ``state`` (contiguous tensors, see
@@ -1010,11 +1039,13 @@ class Kernels:
         failed = ctypes.c_int32(0)
         names = ("gamma", "G", "F", "J", "lse", "xmax", "f", "p", "alpha", "halvings", "done")
         k = self.lib.cg_newton(
-            u.data_ptr(), v.data_ptr(), n, R, rows.data_ptr(), ib.data_ptr(), lo.data_ptr(),
-            hi.data_ptr(), self._ptr(kappa), tol.data_ptr(), float(s_min), float(gap),
+            u.data_ptr(), v.data_ptr(), n, R, rows.data_ptr(), ib.data_ptr(), beta.data_ptr(),
+            umin.data_ptr(), umax.data_ptr(), self._ptr(kappa), tol.data_ptr(), float(s_min),
+            float(gap),
             float(armijo), int(halvings), float(to_boundary), int(n_iter),
             torch.get_num_threads(), *(state[k].data_ptr() for k in names),
-            state["stalled"].data_ptr(), state["nit"].data_ptr(), ctypes.byref(failed),
+            state["stalled"].data_ptr(), state["nit"].data_ptr(), state["xout"].data_ptr(),
+            state["xok"].data_ptr(), ctypes.byref(failed),
         )  # fmt: skip
         if k < 0:
             raise MemoryError("cage_games fused kernel: out of memory")
