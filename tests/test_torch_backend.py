@@ -519,6 +519,7 @@ def test_kernel_build_failure_falls_back_to_torch(monkeypatch, tmp_path):
     expected = solve_batch(*args)
     monkeypatch.setattr(_native, "_LOADED", {})
     monkeypatch.setattr(_native, "_WARNED", False)
+    monkeypatch.setenv("CAGE_GAMES_TORCH_FUSED", "1")
     monkeypatch.setenv("CAGE_GAMES_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     with pytest.warns(RuntimeWarning, match="fused CPU kernel is unavailable"):
