@@ -15,10 +15,15 @@ Usage::
 
     python benchmarks/torch_batch.py                 # full grid on the CPU
     python benchmarks/torch_batch.py --quick         # small grid (includes B=8, n=49152, m=4)
+    python benchmarks/torch_batch.py --bar           # the 20x target case, 1 and default threads
     python benchmarks/torch_batch.py --device cuda   # on a GPU
     python benchmarks/torch_batch.py --threads 1     # pin torch's CPU threads
+    python benchmarks/torch_batch.py --no-fused      # CPU without the fused kernel
 
 Timings are wall-clock medians (``time.perf_counter``; CUDA is synchronised around each call).
+``nit`` counts trial evaluations after the start (a solve evaluates ``nit + 1`` points). On the
+CPU the fused kernel is compiled (or loaded from its cache) before anything is timed; ``--bar``
+also reports how long a cold compile takes.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -93,19 +101,90 @@ def run_case(B, n, m, *, device, dtype, repeats, budget_s, fixed_iters=None):
         "ratio": t_solve / t_soft,
         "max_residual": float(sol.residual.max()),
         "max_nit": int(sol.nit.max()),
+        "mean_nit": float(sol.nit.double().mean()),
         "success": f"{int(sol.success.sum())}/{B}",
     }
 
 
+def compile_seconds() -> float | None:
+    """Seconds to build the fused kernel for (float32, m=4) from a cold cache (subprocess)."""
+    code = (
+        "import time, torch\n"
+        "from cage_games.torch import _native\n"
+        "t = time.perf_counter()\n"
+        "k = _native.kernels(torch.float32, 4, False)\n"
+        "print(time.perf_counter() - t if k is not None else -1)\n"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "CAGE_GAMES_CACHE": tmp, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        )
+    try:
+        t = float(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+    return t if t >= 0 else None
+
+
+def bar_report(device: str, repeats: int, budget_s: float) -> list[dict]:
+    """The target case (B=8, n=49152, m=4, float32) with 1 thread and torch's default threads,
+    alternated in the same run, then the evaluations per solve at three temperatures."""
+    default_threads = torch.get_num_threads()
+    rows = []
+    settings = [1] if default_threads == 1 else [1, default_threads]
+    rounds = {t: [] for t in settings}
+    for _ in range(3):  # alternate the settings so that both see the same machine load
+        for th in settings:
+            torch.set_num_threads(th)
+            rounds[th].append(
+                run_case(8, 49152, 4, device=device, dtype=torch.float32, repeats=repeats,
+                         budget_s=budget_s)
+            )  # fmt: skip
+    torch.set_num_threads(default_threads)
+    for th in settings:
+        rs = rounds[th]
+        ratio = statistics.median(r["ratio"] for r in rs)
+        row = {
+            **rs[0],
+            "threads": th,
+            "softmax_ms": statistics.median(r["softmax_ms"] for r in rs),
+            "solve_ms": statistics.median(r["solve_ms"] for r in rs),
+            "ratio": ratio,
+            "ratios": [round(r["ratio"], 1) for r in rs],
+        }
+        rows.append(row)
+        print(
+            f"  threads {th}: softmax {row['softmax_ms']:.3f} ms, solve {row['solve_ms']:.2f} ms, "
+            f"ratio {ratio:.1f}x (rounds: {row['ratios']}), nit max {row['max_nit']} "
+            f"mean {row['mean_nit']:.2f}, residual {row['max_residual']:.1e}, ok {row['success']}"
+            f" -> {'meets' if ratio <= 20 else 'misses'} the 20x target",
+            flush=True,
+        )
+    # evaluations per solve against the temperature, in the KL (LLM) form v = beta log p0
+    from cage_games.torch import solve_batch_kl
+
+    logits, u, _ = make_games(8, 49152, 4, device=device, dtype=torch.float32)
+    for beta in (0.05, 0.3, 1.0):
+        sol = solve_batch_kl(logits, u, beta)
+        print(
+            f"  beta={beta}: nit per row {sol.nit.tolist()} (+1 start evaluation), max residual "
+            f"{float(sol.residual.max()):.1e}, ok {int(sol.success.sum())}/8",
+            flush=True,
+        )
+    return rows
+
+
 def format_table(rows: list[dict]) -> str:
-    head = "|    B |      n | m | softmax ms | solve ms | ratio | max residual | max nit | ok |"
-    line = "|-----:|-------:|--:|-----------:|---------:|------:|-------------:|--------:|---:|"
+    head = "|    B |      n | m | softmax ms | solve ms | ratio | max residual | nit max/mean |"
+    line = "|-----:|-------:|--:|-----------:|---------:|------:|-------------:|-------------:|"
+    head, line = head + " ok |", line + "---:|"
     out = [head, line]
     for r in rows:
         out.append(
             f"| {r['B']:4d} | {r['n']:6d} | {r['m']} | {r['softmax_ms']:10.3f} | "
-            f"{r['solve_ms']:8.2f} | {r['ratio']:5.0f} | {r['max_residual']:12.2e} | "
-            f"{r['max_nit']:7d} | {r['success']} |"
+            f"{r['solve_ms']:8.2f} | {r['ratio']:5.1f} | {r['max_residual']:12.2e} | "
+            f"{r['max_nit']:5d} / {r['mean_nit']:4.1f} | {r['success']} |"
         )
     return "\n".join(out)
 
@@ -119,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed calls per case")
     ap.add_argument("--fixed-iters", type=int, default=None, help="time fixed_iters mode")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    ap.add_argument("--bar", action="store_true", help="only the 20x target case (see module doc)")
+    ap.add_argument(
+        "--no-fused", action="store_true", help="CPU: plain torch operations, no fused kernel"
+    )
     args = ap.parse_args(argv)
+    if args.no_fused:
+        os.environ["CAGE_GAMES_TORCH_FUSED"] = "0"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -129,12 +214,24 @@ def main(argv: list[str] | None = None) -> int:
     grid = QUICK_GRID if args.quick else FULL_GRID
     repeats = args.repeats or (5 if args.quick else 7)
     budget = 4.0 if args.quick else 10.0
+    from cage_games.torch import _native
+
+    fused = args.device == "cpu" and _native.kernels(dtype, 4, False) is not None
     print(
         f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, "
         f"threads {torch.get_num_threads()}, mode "
-        f"{'tolerance' if args.fixed_iters is None else f'fixed_iters={args.fixed_iters}'}",
+        f"{'tolerance' if args.fixed_iters is None else f'fixed_iters={args.fixed_iters}'}, "
+        f"fused CPU kernel {'on' if fused else 'off'}",
         flush=True,
     )
+    if args.bar:
+        if fused:
+            t = compile_seconds()
+            print(f"  cold compile of the fused kernel (float32, m=4): {t:.2f} s", flush=True)
+        rows = bar_report(args.device, args.repeats or 7, 6.0)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        return 0
     rows = []
     for B, n, m in grid:
         row = run_case(
