@@ -96,7 +96,7 @@ class ThresholdSystem:
         self.kappa = game.caps / beta
         self.uncapped = ~np.isfinite(self.kappa)
         self.has_caps = not bool(self.uncapped.all())
-        rs = self.r[:, self.support]
+        rs = self.r if self.support.all() else self.r[:, self.support]
         self.lower = rs.min(axis=1)
         self.upper = rs.max(axis=1) + 1.0
 

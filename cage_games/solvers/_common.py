@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from cage_games.result import EquilibriumResult
-from cage_games.thresholds import ThresholdSystem, log_softmax
+from cage_games.thresholds import Evaluation, ThresholdSystem, log_softmax
 
 STATUS_MESSAGES = {
     0: "Converged: the threshold-system residual is below tol.",
@@ -94,15 +94,17 @@ def build_result(
     params: Mapping[str, Any],
     history: list[float],
     message: str | None = None,
+    evaluation: Evaluation | None = None,
 ) -> EquilibriumResult:
     """Assemble an :class:`EquilibriumResult` from scaled thresholds ``gamma``.
 
     The policy, transfers and payoffs are recomputed from ``gamma`` by the model's own
-    definitions, so the record is self-consistent whatever the solver did.
+    definitions, so the record is self-consistent whatever the solver did (``evaluation``, if
+    given, must be the system evaluated at this very ``gamma``: it saves one evaluation).
     """
     game = system.game
     beta = system.beta
-    ev = system.evaluate(gamma, jacobian=False)
+    ev = evaluation if evaluation is not None else system.evaluate(gamma, jacobian=False)
     residual = float(np.max(np.abs(ev.G)))
     thresholds = beta * gamma
     transfers = system.transfers(thresholds)

@@ -38,7 +38,7 @@ import numpy as np
 
 from cage_games.result import EquilibriumResult
 from cage_games.solvers._common import build_result, gauss_seidel_sweep, initial_point
-from cage_games.thresholds import ThresholdSystem
+from cage_games.thresholds import Evaluation, ThresholdSystem
 
 __all__ = ["solve_newton"]
 
@@ -65,10 +65,11 @@ def _step_to_box(gamma: np.ndarray, d: np.ndarray, lower: np.ndarray, upper: np.
 
 def _newton_run(
     system: ThresholdSystem, gamma: np.ndarray, tol: float, max_iter: int
-) -> tuple[np.ndarray, int, int, int, list[float], int]:
+) -> tuple[np.ndarray, int, int, int, list[float], int, Evaluation]:
     """Newton iterations on ``F`` from ``gamma``.
 
-    Returns (gamma, status, nit, nfev, history, fallbacks); ``history`` holds ``max |G|``.
+    Returns (gamma, status, nit, nfev, history, fallbacks, evaluation at gamma); ``history``
+    holds ``max |G|``.
     """
     ev = system.evaluate_log(gamma)
     nfev = 1
@@ -116,7 +117,7 @@ def _newton_run(
             norm_trial = float(np.linalg.norm(ev_trial.F))
         gamma, ev, norm = trial, system.add_log_jacobian(ev_trial), norm_trial
         history.append(float(np.max(np.abs(ev.G))))
-    return gamma, status, nit, nfev, history, fallbacks
+    return gamma, status, nit, nfev, history, fallbacks, ev
 
 
 def solve_newton(
@@ -134,7 +135,7 @@ def solve_newton(
         # One principal: the system is scalar and the safeguarded 1-D Newton of the
         # Gauss-Seidel sweep solves it directly (no m x m algebra, same iteration).
         gamma0, nfev0 = gauss_seidel_sweep(system, gamma0, ftol=0.01 * tol)
-    gamma, status, nit, nfev, history, fallbacks = _newton_run(
+    gamma, status, nit, nfev, history, fallbacks, ev = _newton_run(
         system, gamma0, tol, min(max_iter, direct_iter)
     )
     nfev += nfev0
@@ -149,6 +150,7 @@ def solve_newton(
     return build_result(
         system,
         gamma,
+        evaluation=ev if ev.gamma is gamma else None,
         status=status,
         method="newton",
         nit=nit,
@@ -178,7 +180,7 @@ def _continuation(system: ThresholdSystem, x0: np.ndarray | None, tol: float, bu
         final = b <= beta
         stage = system if final else ThresholdSystem(system.game, beta=b)
         start = initial_point(stage, c)
-        gamma, status, k, f, hist, fb = _newton_run(
+        gamma, status, k, f, hist, fb, _ = _newton_run(
             stage, start, tol if final else max(tol, _STAGE_TOL), max(1, budget - nit)
         )
         nit, nfev, fallbacks = nit + k, nfev + f, fallbacks + fb
