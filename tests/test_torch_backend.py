@@ -388,7 +388,7 @@ def _data(v, u, beta, caps=None, fused=True):
     cap = None if caps is None else torch.tensor(caps, dtype=dt)
     data, _, _ = K.setup(ut, vt, bt, cap, None)
     if not fused:
-        data = data._replace(idx=None, kern=None, mom0=None, vmax0=None)
+        data = data._replace(idx=None, kern=None, ib=None, kap=None, mom0=None, vmax0=None, ws={})
     return data, bt
 
 

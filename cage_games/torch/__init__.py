@@ -8,8 +8,11 @@ Importing this module imports :mod:`torch` (the core :mod:`cage_games` never doe
 * :func:`solve_batch_kl` is the KL-regularised (LLM) case ``v = beta * log p0`` from logits;
 * both return a :class:`BatchSolution` (log policy, thresholds, residual, iterations, success).
 
-The algorithm is the safeguarded Newton method of :func:`cage_games.solve` written as a batched
-per-row state machine; see :func:`solve_batch` and ``docs/torch_backend.rst``.
+The algorithm is the safeguarded Newton method of :func:`cage_games.solve` (on the residual in
+log form) written as a batched per-row state machine; see :func:`solve_batch` and
+``docs/torch_backend.rst``. On a CPU with a C++ compiler the evaluations and the Newton phase
+run in a small fused library compiled on first use (:mod:`cage_games.torch._native`; set
+``CAGE_GAMES_TORCH_FUSED=0`` to use plain torch operations instead).
 """
 
 from __future__ import annotations

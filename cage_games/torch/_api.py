@@ -237,29 +237,34 @@ def solve_batch(
 
     Notes
     -----
-    Algorithm (scaled units ``gamma = c / beta``; every step is a tensor operation over the
-    batch, every decision a per-row mask):
+    Algorithm (scaled units ``gamma = c / beta``; every decision is a per-row mask, no Python
+    loop runs over the batch; details and measurements in ``docs/torch_backend.rst``):
 
     1. Start at ``gamma_i = E_{p0}[u_i] / beta + 1`` with ``p0 = softmax(v / beta)``, the
        exact root when nobody pays, projected into the existence box
        ``[min u_i / beta, max u_i / beta + 1]`` (fact 3).
-    2. Direction: Newton ``-J^{-1} G`` with the analytic Jacobian
-       ``J = diag(1 - E[A]) + Cov(w / beta, A)`` (fact 4), batched ``m x m`` solves via
-       ``torch.linalg.solve_ex``; a row whose ``J`` is singular uses a Levenberg-Marquardt
-       direction instead.
-    3. Step: shortened to stay inside the box (backed off the faces), then projected;
-       accepted when ``||G||^2`` decreases by the Armijo factor (backtracking line search,
-       Nocedal & Wright, *Numerical Optimization*, 2nd ed., sections 3.1 and 11.2). A rejected
-       step halves; after 4 halvings the row switches to Levenberg-Marquardt directions
-       ``-(J^T J + mu I)^{-1} J^T G`` with ``mu`` growing tenfold on each further failure
-       and shrinking back to Newton on success: a descent direction for ``||G||^2``, so a row
-       cannot diverge. A row whose damping exceeds ``1e12`` is declared stalled.
-    4. A row whose residual meets ``tol`` is frozen (masked updates).
+    2. Newton on the residual in log form, the numpy solver's
+       :meth:`cage_games.ThresholdSystem.evaluate_log`: ``F_i = log(s_i / (1 + o_i))`` (or
+       ``s_i / (1 + o_i) - 1`` above 1) with ``s_i = E_pi[(gamma_i - r_i)_+]`` and
+       ``o_i = E_pi[(r_i - gamma_i - kappa_i)_+]``, which has the roots of ``G`` and does not
+       creep where a principal pays for a dominant action (``G_i`` flat near ``-1``).
+       Analytic Jacobian; a singular one gives a Levenberg-Marquardt direction.
+    3. Step shortened to stay inside the box (backed off the faces), then projected, and
+       accepted when ``||F||^2`` decreases by the Armijo factor (backtracking, Nocedal &
+       Wright, *Numerical Optimization*, 2nd ed., sections 3.1 and 11.2).
+    4. After 4 halvings a row runs a Gauss-Seidel sweep (bracketed 1-D roots, one principal at
+       a time); a row not converged after 30 evaluations restarts with a temperature
+       continuation from ``max(beta, spread of u)`` down to its ``beta``. Rows that meet
+       ``tol`` are frozen; rows whose sweeps stop making progress are declared stalled.
 
-    Each iteration costs one evaluation of ``G`` and ``J`` for every running row: a few
-    passes over the (B, m, n) utilities plus a log-sum-exp over (B, n).
-    In tolerance mode the loop reads one integer per iteration (how many rows still run) and
-    restricts the work to those rows. With ``fixed_iters`` there is no host read at all.
+    Each iteration evaluates one trial point per running row: a log-sum-exp over the ``n``
+    actions and ``5 m + 2 m^2`` expectations. On a CPU with a C++ compiler they come from a
+    fused kernel that reads the utilities once per evaluation, and the Newton phase runs
+    inside that library (see :mod:`cage_games.torch._native`; it is compiled on first use, in
+    about a second, per dtype, ``m`` and caps); elsewhere (GPU, or
+    ``CAGE_GAMES_TORCH_FUSED=0``) from torch operations. In tolerance mode the loop reads a
+    few flags per iteration and restricts the work to the rows still running. With
+    ``fixed_iters`` it reads nothing on the host inside the loop.
 
     Examples
     --------
@@ -337,7 +342,9 @@ def solve_batch(
         else:
             bad_v = (flags & 2) != 0
         if flags is None:
-            bad_u = ~torch.isfinite(u).flatten(1).all(-1)
+            # (row sums: a NaN or an infinity in u makes them non-finite; an overflow only
+            # triggers the exact scan below, which finds nothing)
+            bad_u = ~torch.isfinite(u.sum(1)).all(-1)
         else:
             bad_u = (flags & 1) != 0
         if allowed is not None:

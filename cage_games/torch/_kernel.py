@@ -85,6 +85,7 @@ class Data(NamedTuple):
     kap: Tensor | None = None  # (B, m) cap / beta, contiguous (fused kernel with caps only)
     mom0: Tensor | None = None  # (B, 1 + m) float64 set-up moments (fused kernel only)
     vmax0: Tensor | None = None  # (B,) float64 max_a v / beta (fused kernel only)
+    ws: dict | None = None  # buffers of _moments_torch (torch operations only)
 
     def rows(self, idx: Tensor) -> Data:
         """The sub-batch of rows ``idx``."""
@@ -101,7 +102,7 @@ class Data(NamedTuple):
             None if x is None else x.index_select(0, idx)
             for x in (self.ib, self.kap, self.mom0, self.vmax0)
         ]
-        return Data(*big, *small, self.kern, *extra)
+        return Data(*big, *small, self.kern, *extra, self.ws)
 
 
 class Ev(NamedTuple):
@@ -156,10 +157,31 @@ def setup(
     p0 = torch.softmax(v / beta, dim=-1)
     eu = torch.bmm(u, p0.unsqueeze(-1)).squeeze(-1)
     spread = (umax - umin).amax(-1, keepdim=True)
-    data = Data(u, v, None, beta, cap, umin, umax, torch.maximum(beta, spread), None)
+    data = Data(u, v, None, beta, cap, umin, umax, torch.maximum(beta, spread), None, ws={})
     lo, hi = box(data, beta)
     gamma0 = torch.minimum(torch.maximum(eu / beta + 1.0, lo), hi)
     return data, gamma0, None
+
+
+def _workspace(data: Data, B: int, rows: int, cols: int) -> dict[str, Tensor]:
+    """(B, ., N) buffers for :func:`_moments_torch`, allocated once per solve and shared by
+    its sub-batches (leading rows): on a CPU the first touch of fresh memory (page faults)
+    costs several times the arithmetic of a pass."""
+    ws = data.ws
+    assert ws is not None
+    u = data.u
+    m, N = u.shape[1], u.shape[2]
+    if "d" not in ws or ws["d"].shape[0] < B:
+        kw = {"dtype": u.dtype, "device": u.device}
+        ws.clear()
+        ws.update(
+            d=torch.empty(B, m, N, **kw),
+            tmp=torch.empty(B, m, N, **kw),
+            left=torch.empty(B, rows, N, **kw),
+            right=torch.empty(B, cols, N, **kw),
+            x=torch.empty(B, N, **kw),
+        )
+    return {k: x[:B] for k, x in ws.items()}
 
 
 def _moments_torch(
@@ -168,50 +190,64 @@ def _moments_torch(
     """The moments of :func:`cage_games.torch._native.n_moments` with torch operations.
 
     Returns ``(moments (B, K), shift (B,), xmax (B,))`` with the moments relative to
-    ``exp(shift)``, ``shift = xmax`` the maximum of the log-weights.
+    ``exp(shift)``, ``shift = xmax`` the maximum of the log-weights. About eight passes over
+    the (B, m, n) utilities, in preallocated buffers: ``d = u / beta - gamma``, ``tau`` and
+    its sum, ``g`` (and ``h``), the indicator columns, and one batched matrix product of
+    ``[g; 1; h]`` with ``[e A, e 1[d < 0], e 1[h > 0], e]`` that yields every sum.
     """
     u, B, m = data.u, gamma.shape[0], gamma.shape[1]
+    caps = data.cap is not None
+    rows = 2 * m + 1 if caps else m + 1
+    cols = 3 * m + 1 if caps else 2 * m + 1
+    ws = _workspace(data, B, rows, cols)
+    d, left, right, x = ws["d"], ws["left"], ws["right"], ws["x"]
     ib = 1.0 / beta
-    d = u * ib.unsqueeze(-1) - gamma.unsqueeze(-1)  # r - gamma
-    tau = d.clamp_min(0.0)
+    torch.addcmul(-gamma.unsqueeze(-1), u, ib.unsqueeze(-1), out=d)  # r - gamma
+    tau = left[:, :m]
     kap = None
-    if data.cap is not None:
+    if caps:
         kap = (data.cap / beta).unsqueeze(-1)
-        tau = torch.minimum(tau, kap)
-    x = data.v * ib + tau.sum(1)
+        torch.clamp(d, min=torch.zeros_like(kap), max=kap, out=tau)
+    else:
+        torch.clamp(d, min=0.0, out=tau)
+    torch.sum(tau, 1, out=x)
+    x.addcmul_(data.v, ib)
     xmax = x.amax(-1)
-    e = torch.exp(x - xmax.unsqueeze(-1)).unsqueeze(1)  # (B, 1, N); 0 on masked actions
-    zero = gamma.new_zeros(B, m)
-    eg = (-d).clamp_min(0.0) * e
-    S = eg.sum(-1)
-    eh, Osum = None, zero
-    if kap is not None:
-        eh = (d - kap).clamp_min(0.0) * e
-        Osum = eh.sum(-1)
-    P = EA = GA = H = HA = None
+    e = x.sub_(xmax.unsqueeze(-1)).exp_()  # (B, N), in place; 0 on masked actions
+    if kap is None:
+        tau.sub_(d)  # g = tau - d = (gamma - r)_+
+    else:
+        torch.neg(d, out=left[:, :m]).clamp_min_(0.0)
+        torch.sub(d, kap, out=left[:, m + 1 :]).clamp_min_(0.0)  # h = (r - gamma - kappa)_+
+    left[:, m] = 1.0
+    ee = e.unsqueeze(1)
+    right[:, -1] = e
     if jac:
-        P = ((d < 0.0).to(d.dtype) * e).sum(-1)
-        A = d > 0.0
+        # indicators written as 0./1. floats and scaled in place (much faster on a CPU than
+        # boolean masks with torch.where)
+        ea = torch.gt(d, 0.0, out=right[:, :m])
         if kap is not None:
-            A = A & (d < kap)
-        A = A.to(d.dtype)
-        EA = (A * e).sum(-1)
-        GA = torch.bmm(eg, A.transpose(1, 2))
+            ea.mul_(torch.lt(d, kap, out=ws["tmp"]))
+        ea.mul_(ee)
+        torch.lt(d, 0.0, out=right[:, m : 2 * m]).mul_(ee)
         if kap is not None:
-            assert eh is not None
-            H = ((d > kap).to(d.dtype) * e).sum(-1)
-            HA = torch.bmm(eh, A.transpose(1, 2))
+            torch.gt(d, kap, out=right[:, 2 * m : 3 * m]).mul_(ee)
+        prod = torch.bmm(left, right.transpose(1, 2))  # (B, rows, cols)
+    else:
+        prod = torch.bmm(left, right[:, -1:].transpose(1, 2))  # (B, rows, 1)
+    zero = gamma.new_zeros(B, m)
     mm = gamma.new_zeros(B, m * m)
-    parts = [
-        e.sum(-1),
-        S,
-        Osum,
-        zero if P is None else P,
-        zero if EA is None else EA,
-        mm if GA is None else GA.reshape(B, m * m),
-        zero if H is None else H,
-        mm if HA is None else HA.reshape(B, m * m),
-    ]
+    Z, S = prod[:, m, -1:], prod[:, :m, -1]
+    Osum = prod[:, m + 1 :, -1] if caps else zero
+    if jac:
+        GA = prod[:, :m, :m] * (1.0 - torch.eye(m, dtype=u.dtype, device=u.device))
+        parts = [Z, S, Osum, prod[:, m, m : 2 * m], prod[:, m, :m], GA.reshape(B, m * m)]
+        if caps:
+            parts += [prod[:, m, 2 * m : 3 * m], prod[:, m + 1 :, :m].reshape(B, m * m)]
+        else:
+            parts += [zero, mm]
+    else:
+        parts = [Z, S, Osum, zero, zero, mm, zero, mm]
     return torch.cat(parts, -1), xmax, xmax
 
 
