@@ -60,3 +60,33 @@ def test_bad_files_give_one_line_and_exit_2(tmp_path, capsys, content, match):
 def test_missing_file(capsys):
     assert main(["solve", "/nonexistent/game.json"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_closed_pipe_gives_no_traceback(tmp_path):
+    # `cage solve big.json --json | head -c 100`: the reader leaves early; no traceback.
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    import cage_games as cg
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    game = cg.CommonAgencyGame(
+        cg.Agent(rng.normal(size=n), 1.0), [cg.Principal(rng.normal(size=n))]
+    )
+    path = tmp_path / "big.json"
+    cg.save_game(game, path)
+    code = "import sys; from cage_adapters.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "solve", str(path), "--json", "--no-certificate"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err, err
+    assert proc.returncode in (0, 1)
