@@ -327,11 +327,13 @@ def solve_batch(
         allowed = (v > -math.inf) & mask
     if not check_inputs:
         # Rows without any allowed action are solved as if every action were allowed (finite
-        # numbers, no NaN) and reported as failed below.
-        empty = ~allowed.any(-1) if allowed is not None else v.amax(-1) == -math.inf
+        # numbers, no NaN) and reported as failed below. No host read here: this mode must be
+        # capturable in a CUDA graph.
+        if allowed is None:
+            allowed = v > -math.inf
+        empty = ~allowed.any(-1)
         e = empty.unsqueeze(-1)
-        if allowed is not None:
-            allowed = allowed | e
+        allowed = allowed | e
         v = torch.where(e, 0.0, v)
     vm = v.contiguous() if allowed is None else torch.where(allowed, v, -math.inf)
     data, gamma0, flags = K.setup(u, vm, bt, cap, allowed)
