@@ -1,24 +1,35 @@
 """Fused CPU kernels for the batched backend, compiled on first use and cached on disk.
 
-One evaluation of the threshold system needs a log-sum-exp over the ``n`` actions and about
-``5 m + 2 m^2`` expectations under the induced policy. As separate torch operations that is
-a dozen passes over the (B, m, n) utilities; fused, it is one. ``torch.compile`` (inductor,
-torch 2.13, CPU) fuses it into two loops but spends about 4 softmaxes of time per evaluation
-on this machine; the hand-written loop below needs about 1.
+One evaluation of the threshold system needs a log-sum-exp over the ``n`` actions and
+``5 m + 2 m^2`` sums under the induced policy (:func:`n_moments`). As separate torch
+operations that is about eight passes over the (B, m, n) utilities; fused, it is one.
+``torch.compile`` (inductor, torch 2.13, CPU) fused it into two loops and spent about 4
+softmaxes of time per evaluation with the Jacobian on the development machine, compiling for
+5 to 15 s per shape; the hand-written loop below needs about 2 and compiles in about a second.
 
-The kernels are a small C++ source (GCC vector extensions, OpenMP over row-chunks, no torch
-headers) compiled with the system C++ compiler (``$CXX`` or ``g++``) into a shared library,
-one per (dtype, m, caps) and per CPU, cached under ``$CAGE_GAMES_CACHE`` (default
-``~/.cache/cage_games``), and called through :mod:`ctypes` on the tensors' memory. If no
-compiler is available, or the compiled kernel fails its self-check, or
-``CAGE_GAMES_TORCH_FUSED=0`` is set, :func:`kernels` returns ``None`` and the backend uses
-plain torch operations (the same mathematics, slower on CPU; the only path on GPUs).
+The library (``cg_*`` functions) does the set-up pass (``p0`` moments, box, input checks), the
+start, the whole Newton phase of :func:`cage_games.torch._kernel._fast` (trial points, Armijo
+test, halvings, ``m x m`` solves; each iteration evaluates only the rows still running) and
+the log policy, so that a solve makes three calls into it instead of hundreds of small torch
+operations. The state machine's fallbacks (Gauss-Seidel sweeps, temperature continuation)
+stay in torch and call ``cg_eval``.
 
-Numerics. Every chunk of 1024 actions is shifted by its own maximum of the log-weights, so
-``exp`` never overflows and the only values lost to underflow are those ``e^-87`` (float32)
-or ``e^-708`` (float64) below their chunk's maximum. The normaliser and the first moments
-``E[(gamma_i - r_i)_+]``, ``E[(r_i - gamma_i - kappa_i)_+]`` are accumulated in float64;
-the Jacobian's moments in the working dtype within a chunk and in float64 across chunks.
+It is a C++ source (GCC vector extensions, AVX-512 intrinsics where the CPU has them, OpenMP
+over (row, chunk) tasks, no torch headers) compiled with the system C++ compiler (``$CXX`` or
+``g++``, ``-O3 -march=native -fopenmp``) into a shared library per (dtype, m, caps), cached
+under ``$CAGE_GAMES_CACHE`` (default ``~/.cache/cage_games``) with a key made of the source,
+the flags and the CPU's model and feature flags, and called through :mod:`ctypes` on the
+tensors' memory. If no compiler is available, the build fails, ``m > 8``, or
+``CAGE_GAMES_TORCH_FUSED=0`` is set, :func:`kernels` returns ``None`` (warning once, a
+``UserWarning``, when a build failed) and the backend uses torch operations (the same
+mathematics; slower on a CPU; the path GPUs take).
+
+Numerics. Exponentials are shifted by an upper bound of the log-weights: the chunk's own
+maximum (1024 actions, two sweeps) when no bound is given, else the caller's bound, redone
+exactly when it exceeds the true maximum by more than ``gap``; ``exp`` is flushed to 0 below
+the smallest normal number (``e^-87`` in float32, ``e^-708`` in float64). The normaliser and
+the first moments are accumulated in float64, the Jacobian's sums in the working dtype within
+a chunk and in float64 across chunks, and ``G``, ``F`` and ``J`` are formed in float64.
 """
 
 from __future__ import annotations
@@ -1107,8 +1118,8 @@ def enabled() -> bool:
 def kernels(dtype: torch.dtype, m: int, caps: bool) -> Kernels | None:
     """The compiled kernels for ``(dtype, m, caps)``, building them on first use.
 
-    Returns ``None`` (and warns once per process) when they cannot be built; the caller then
-    uses plain torch operations.
+    Returns ``None`` (and warns once per process, ``UserWarning``) when they cannot be built;
+    the caller then uses plain torch operations.
     """
     global _WARNED
     if not enabled() or m > MAX_M or dtype not in (torch.float32, torch.float64):
@@ -1125,7 +1136,7 @@ def kernels(dtype: torch.dtype, m: int, caps: bool) -> Kernels | None:
                     warnings.warn(
                         "cage_games.torch: the fused CPU kernel is unavailable, using plain "
                         f"torch operations (slower): {exc}",
-                        RuntimeWarning,
+                        UserWarning,
                         stacklevel=3,
                     )
         return _LOADED[key]
