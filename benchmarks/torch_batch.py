@@ -116,7 +116,7 @@ def compile_seconds() -> float | None:
         "print(time.perf_counter() - t if k is not None else -1)\n"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "CAGE_GAMES_CACHE": tmp, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "CAGE_CACHE": tmp, "PYTHONPATH": str(ROOT)}
         out = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
         )

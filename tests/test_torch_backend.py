@@ -520,7 +520,7 @@ def test_kernel_build_failure_falls_back_to_torch(monkeypatch, tmp_path):
     monkeypatch.setattr(_native, "_LOADED", {})
     monkeypatch.setattr(_native, "_WARNED", False)
     monkeypatch.setenv("CAGE_GAMES_TORCH_FUSED", "1")
-    monkeypatch.setenv("CAGE_GAMES_CACHE", str(tmp_path))
+    monkeypatch.setenv("CAGE_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     with pytest.warns(UserWarning, match="fused CPU kernel is unavailable"):
         sol = solve_batch(*args)

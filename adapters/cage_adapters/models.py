@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cage_games._cache import cache_dir  # one cache for the whole project (re-exported)
+
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "MissingModelPackageError",
@@ -61,22 +63,6 @@ def offline() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-def cache_dir() -> Path:
-    """The user cache directory for exported checkpoints (created on demand).
-
-    Returns
-    -------
-    pathlib.Path
-        ``$CAGE_CACHE``, else ``$XDG_CACHE_HOME/cage-games``, else ``~/.cache/cage-games``.
-    """
-    env = os.environ.get("CAGE_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "cage-games"
-
-
 def _package_dir(module: str, pip_command: str, what: str) -> Path:
     """Directory of an installed package, located without importing it."""
     spec = importlib.util.find_spec(module)
@@ -108,8 +94,12 @@ def default_gguf_path() -> Path:
 
 def _stamp(source: Path) -> dict[str, Any]:
     st = source.stat()
-    return {"source": str(source), "size": st.st_size, "mtime": int(st.st_mtime),
-            "format": _EXPORT_FORMAT}
+    return {
+        "source": str(source),
+        "size": st.st_size,
+        "mtime": int(st.st_mtime),
+        "format": _EXPORT_FORMAT,
+    }
 
 
 def _fresh(target: Path, stamp: dict[str, Any]) -> bool:
@@ -135,8 +125,12 @@ def _publish(tmp: Path, target: Path, stamp: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export_gguf(gguf_file: str | os.PathLike, target: str | os.PathLike,
-                with_model: bool = True, stamp: dict[str, Any] | None = None) -> Path:
+def export_gguf(
+    gguf_file: str | os.PathLike,
+    target: str | os.PathLike,
+    with_model: bool = True,
+    stamp: dict[str, Any] | None = None,
+) -> Path:
     """Export a GGUF checkpoint to a plain transformers folder (done once, then cached).
 
     Parameters
@@ -312,8 +306,12 @@ def gemma_tokenizer_path() -> Path:
     import importlib
 
     module = importlib.import_module(_GEMMA_PACKAGE)  # light: hashlib and importlib only
-    stamp = {"source": _GEMMA_PACKAGE, "sha256": getattr(module, "EXPECTED_SHA256", ""),
-             "format": _EXPORT_FORMAT, "with_model": False}
+    stamp = {
+        "source": _GEMMA_PACKAGE,
+        "sha256": getattr(module, "EXPECTED_SHA256", ""),
+        "format": _EXPORT_FORMAT,
+        "with_model": False,
+    }
     target = cache_dir() / "gemma-3-270m-tokenizer"
     if _fresh(target, stamp):
         return target

@@ -17,7 +17,7 @@ stay in torch and call ``cg_eval``.
 It is a C++ source (GCC vector extensions, AVX-512 intrinsics where the CPU has them, OpenMP
 over (row, chunk) tasks, no torch headers) compiled with the system C++ compiler (``$CXX`` or
 ``g++``, ``-O3 -march=native -fopenmp``) into a shared library per (dtype, m, caps), cached
-under ``$CAGE_GAMES_CACHE`` (default ``~/.cache/cage_games``) with a key made of the source,
+under ``$CAGE_CACHE`` (default ``~/.cache/cage-games``) with a key made of the source,
 the flags and the CPU's model and feature flags, and called through :mod:`ctypes` on the
 tensors' memory. If no compiler is available, the build fails, ``m > 8``, or
 ``CAGE_GAMES_TORCH_FUSED=0`` is set, :func:`kernels` returns ``None`` (warning once, a
@@ -48,6 +48,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from cage_games._cache import cache_dir
 
 __all__ = ["Kernels", "kernels", "n_moments"]
 
@@ -877,11 +879,7 @@ def n_moments(m: int) -> int:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("CAGE_GAMES_CACHE")
-    if base:
-        return Path(base)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "cage_games"
+    return cache_dir()
 
 
 def _cpu_id() -> str:
