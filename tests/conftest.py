@@ -5,3 +5,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# torch's OpenMP threads busy-wait; on a loaded 2-core machine that made decoding tests ~10x
+# slower. Must be set before torch is imported (test modules import it after this file).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
