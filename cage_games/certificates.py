@@ -43,6 +43,9 @@ resolution. That certificate is reported as ``method="threshold-search"``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -282,7 +285,8 @@ def _conic(
         try:
             problem.solve(solver=solver)
         except cp.error.SolverError:
-            problem.solve(solver="SCS", eps=1e-9, max_iters=200000)
+            with _silenced_stdout():  # SCS's C code prints warnings whatever `verbose` says
+                problem.solve(solver="SCS", eps=1e-9, max_iters=200000)
             solver = "SCS"
     status = str(problem.status)
     primals = []
@@ -398,6 +402,21 @@ def _multiplier_candidates(ph: np.ndarray, logq: np.ndarray, r: np.ndarray, dual
         if lam.sum() > 0:
             out.append(lam / lam.sum())
     return out
+
+
+@contextlib.contextmanager
+def _silenced_stdout():
+    """Send file descriptor 1 to /dev/null for the duration (C libraries print there)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _solve_log_w(L: np.ndarray) -> np.ndarray:

@@ -79,3 +79,26 @@ def test_certificate_input_validation():
     zero = cg.CommonAgencyGame(cg.Agent([0.0, 1.0], 0.0), [cg.Principal([1.0, 0.0])])
     with pytest.raises(NotImplementedError):
         cg.nash_gap(zero, [[0.0, 0.0]])
+
+
+def test_fallback_to_scs_stays_tight_and_quiet(monkeypatch, capfd):
+    # When CLARABEL fails, the certificate falls back to SCS (first-order, less accurate, and
+    # its C code prints warnings). The bounds never trust the solver, so the gap stays tight.
+    import cvxpy as cp
+
+    original = cp.Problem.solve
+
+    def clarabel_fails(self, *args, **kwargs):
+        if kwargs.get("solver") == "CLARABEL":
+            raise cp.error.SolverError("forced failure")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cp.Problem, "solve", clarabel_fails)
+    rng = np.random.default_rng(4)
+    game = random_game(rng, 30, 2, 0.5)
+    res = cg.solve(game)
+    gap = cg.nash_gap(game, res.transfers)
+    assert [b.solver for b in gap.best_responses] == ["SCS", "SCS"]
+    assert gap.total <= 1e-8
+    assert cg.nash_gap(game, res.transfers * 0.8).total > 1e-4
+    assert capfd.readouterr().out == ""
