@@ -30,6 +30,7 @@ demo-solve: venv
 	$(BIN)/cage solve examples/games/two_objectives.json
 
 test: venv
+	$(BIN)/ruff check cage_games adapters tests benchmarks examples docs/conf.py
 	$(BIN)/python -m pytest -m "not slow" -q
 
 # The slow tests also map the Gemma 3 tokenizer (262k tokens) onto SmolLM2's vocabulary; its
