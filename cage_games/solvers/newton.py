@@ -16,8 +16,9 @@ Algorithm (in units of ``beta``; the derivation is in docs/model.rst):
    root (design note fact 3). Truncating instead of projecting keeps ``d`` a descent
    direction; backing off the boundary keeps the iterate off the lower face, where a principal
    pays on every action and ``J`` is singular.
-4. If the line search fails (a kink of the piecewise-smooth system), take one nonlinear
-   Gauss-Seidel sweep instead: exact bracketed 1-D roots per principal (best responses in
+4. If the line search fails (a kink of the piecewise-smooth system), or accepted only steps
+   shorter than 1/64 three times in a row (creeping), take one nonlinear Gauss-Seidel sweep
+   instead: exact bracketed 1-D roots per principal (best responses in
    threshold form), which cannot leave the box.
 5. If that direct run has not converged after ``direct_iter`` steps, restart with a
    **temperature continuation**: solve the game at a large temperature (where it is well
@@ -46,6 +47,8 @@ _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
 _TO_BOUNDARY = 0.995
 _DIRECT_ITER = 30
+_TINY_STEP = 1.0 / 64  # a step this short ...
+_TINY_STEPS = 3  # ... this many times in a row counts as a failed line search
 _STAGE_TOL = 1e-6
 _STAGE_RATIO = 4.0
 
@@ -75,7 +78,7 @@ def _newton_run(
     nfev = 1
     norm = float(np.linalg.norm(ev.F))
     history = [float(np.max(np.abs(ev.G)))]
-    status, nit, fallbacks = 1, 0, 0
+    status, nit, fallbacks, tiny = 1, 0, 0, 0
     tol_stop = 0.01 * tol
     while True:
         if history[-1] <= tol_stop or (
@@ -103,6 +106,9 @@ def _newton_run(
                     accepted = True
                     break
                 t *= 0.5
+            tiny = tiny + 1 if accepted and t < _TINY_STEP else 0
+            if tiny >= _TINY_STEPS:  # creeping: Newton's model is poor here, sweep instead
+                accepted, tiny = False, 0
         if not accepted:
             if history[-1] <= tol:
                 status = 0  # at the floating-point floor, already within tolerance
