@@ -47,7 +47,7 @@ import numpy as np
 
 from cage_games._validation import as_int
 from cage_games.game import CommonAgencyGame
-from cage_games.result import freeze as _freeze
+from cage_games.result import FrozenRecord
 from cage_games.thresholds import ThresholdSystem
 
 __all__ = ["ExistenceReport", "check_existence"]
@@ -59,8 +59,6 @@ _SIGN_RTOL = 1e-9
 
 
 # -- shared report plumbing (also used by uniqueness and sensitivity) ----------------------------
-
-
 
 
 def _format_value(value: Any, indent: int) -> str:
@@ -188,7 +186,7 @@ def face_points(
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class ExistenceReport:
+class ExistenceReport(FrozenRecord):
     """What :func:`check_existence` established, by which argument, and what it only sampled.
 
     Attributes
@@ -246,10 +244,6 @@ class ExistenceReport:
     numerical_ok: bool | None
     details: Mapping[str, Any] = field(default_factory=dict)
     game: CommonAgencyGame | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready ``dict`` (the game is left out)."""

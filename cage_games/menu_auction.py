@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,8 +42,7 @@ from scipy.optimize import linprog
 
 from cage_games._validation import as_scalar
 from cage_games.game import Agent, CommonAgencyGame
-from cage_games.result import format_record
-from cage_games.result import freeze as _freeze
+from cage_games.result import FrozenRecord, format_record
 
 __all__ = [
     "MAX_PRINCIPALS",
@@ -63,8 +62,6 @@ SELECTIONS = ("equal-sacrifice", "egalitarian", "max-sum")
 #: Frontier vertices are enumerated (with Qhull) only up to this many principals.
 _MAX_VERTEX_PRINCIPALS = 6
 _HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
-
-
 
 
 def _check_game(game: object) -> CommonAgencyGame:
@@ -137,7 +134,7 @@ def truthful_set_violation(game: CommonAgencyGame, payoffs: Sequence[float] | np
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class MenuAuctionResult:
+class MenuAuctionResult(FrozenRecord):
     """A truthful equilibrium of a menu auction (``beta = 0``) and the set it was chosen from.
 
     The first block of attributes has the meaning of :class:`cage_games.EquilibriumResult`'s
@@ -225,10 +222,6 @@ class MenuAuctionResult:
     frontier_vertices: np.ndarray | None = None
     history: tuple[float, ...] = field(default=(), repr=False)
     game: CommonAgencyGame | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
 
     def bound(self, coalition: Sequence[int | str] | frozenset) -> float:
         """``W(N) - W(N \\ S)`` for a coalition given by principal indices or names."""
@@ -624,7 +617,7 @@ def solve_menu_auction(
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class ZeroTemperaturePath:
+class ZeroTemperaturePath(FrozenRecord):
     """Quantal equilibria along ``beta -> 0`` compared with the menu auction's truthful set.
 
     Attributes
@@ -664,10 +657,6 @@ class ZeroTemperaturePath:
     success: bool
     auction: MenuAuctionResult = field(repr=False)
     results: tuple = field(default=(), repr=False)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
 
     def table(self) -> str:
         """The path as a table: ``beta``, efficient mass, violation, payoffs."""

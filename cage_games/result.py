@@ -16,7 +16,7 @@ import numpy as np
 
 from cage_games.game import CommonAgencyGame
 
-__all__ = ["EquilibriumResult", "format_record", "freeze"]
+__all__ = ["EquilibriumResult", "FrozenRecord", "format_record", "freeze"]
 
 
 def freeze(value: Any) -> Any:
@@ -30,6 +30,16 @@ def freeze(value: Any) -> Any:
     elif isinstance(value, list):
         value = tuple(value)
     return value
+
+
+class FrozenRecord:
+    """Mixin for the package's frozen dataclass records: after construction every field is
+    made read-only with :func:`freeze` (arrays locked, dicts as mapping proxies, lists as
+    tuples), so a record cannot be changed after the fact."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            object.__setattr__(self, f.name, freeze(getattr(self, f.name)))
 
 
 def format_record(obj: Any, skip: tuple[str, ...] = ()) -> str:
@@ -55,7 +65,7 @@ def format_record(obj: Any, skip: tuple[str, ...] = ()) -> str:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class EquilibriumResult:
+class EquilibriumResult(FrozenRecord):
     """The outcome of :func:`cage_games.solve`: an equilibrium with its own residual.
 
     Attributes
@@ -111,10 +121,6 @@ class EquilibriumResult:
     params: Mapping[str, Any] = field(default_factory=dict)
     history: tuple[float, ...] = field(default=(), repr=False)
     game: CommonAgencyGame | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, freeze(getattr(self, f.name)))
 
     def __repr__(self) -> str:
         return format_record(self)

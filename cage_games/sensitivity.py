@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,8 +59,7 @@ import numpy as np
 from cage_games._validation import as_int, as_scalar
 from cage_games.existence import check_game, render_report, report_to_dict
 from cage_games.game import CommonAgencyGame, Principal
-from cage_games.result import EquilibriumResult
-from cage_games.result import freeze as _freeze
+from cage_games.result import EquilibriumResult, FrozenRecord
 from cage_games.thresholds import ThresholdSystem, log_softmax
 
 __all__ = ["WRT", "Derivatives", "SensitivityReport", "sensitivity"]
@@ -76,7 +75,7 @@ _MAX_SIGN_PRINCIPALS = 16
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Derivatives:
+class Derivatives(FrozenRecord):
     """Derivatives of the equilibrium with respect to one block of parameters.
 
     The trailing axes index the parameter: ``()`` for ``beta``, ``(m,)`` for ``weights``,
@@ -105,10 +104,6 @@ class Derivatives:
     payoffs: np.ndarray
     agent_payoff: np.ndarray
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
-
     def to_dict(self) -> dict[str, Any]:
         return report_to_dict(self)
 
@@ -119,7 +114,7 @@ class Derivatives:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class SensitivityReport:
+class SensitivityReport(FrozenRecord):
     """Sensitivity of an equilibrium to the game's inputs (implicit function theorem).
 
     Attributes
@@ -172,10 +167,6 @@ class SensitivityReport:
     residual: float
     game: CommonAgencyGame | None = field(default=None, repr=False)
     result: EquilibriumResult | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
 
     def __getitem__(self, parameter: str) -> Derivatives:
         """The :class:`Derivatives` for one parameter block, e.g. ``report["weights"]``."""

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -51,7 +51,7 @@ import numpy as np
 
 from cage_games._validation import as_scalar
 from cage_games.game import Agent, CommonAgencyGame, Principal
-from cage_games.result import freeze as _freeze
+from cage_games.result import FrozenRecord
 
 __all__ = [
     "MyopicComparison",
@@ -62,8 +62,6 @@ __all__ = [
     "outcome_distribution",
     "solve_sequential",
 ]
-
-
 
 
 def _reward(value: object, what: str) -> float:
@@ -361,7 +359,7 @@ class SequentialGame:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class SequentialResult:
+class SequentialResult(FrozenRecord):
     """The backward-induction equilibrium of a :class:`SequentialGame`.
 
     Per-state arrays are aligned with ``game.children[state]``.
@@ -407,10 +405,6 @@ class SequentialResult:
     stages: Mapping[Hashable, Any] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     game: SequentialGame | None = None
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
 
     @property
     def root_agent_value(self) -> float:
@@ -632,7 +626,7 @@ def _reach(game: SequentialGame, policy: Mapping) -> dict:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class MyopicComparison:
+class MyopicComparison(FrozenRecord):
     """Whole-sequence equilibrium versus per-step (myopic) equilibrium on the same game.
 
     Attributes
@@ -663,10 +657,6 @@ class MyopicComparison:
     expected_rewards: Mapping[str, np.ndarray]
     expected_transfers: Mapping[str, np.ndarray]
     expected_agent_reward: Mapping[str, float]
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
 
     def table(self) -> str:
         """Terminal-state probabilities side by side."""

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -71,7 +71,7 @@ import numpy as np
 from cage_games._validation import as_int
 from cage_games.existence import check_game, render_report, report_to_dict, root_box
 from cage_games.game import CommonAgencyGame
-from cage_games.result import freeze as _freeze
+from cage_games.result import FrozenRecord
 from cage_games.thresholds import ThresholdSystem
 
 __all__ = ["DominanceBound", "UniquenessReport", "check_uniqueness", "dominance_bound"]
@@ -88,7 +88,7 @@ _SAME_TOL = 1e-6
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class DominanceBound:
+class DominanceBound(FrozenRecord):
     """The ingredients of the dominance proof (see the module docstring).
 
     Attributes
@@ -117,10 +117,6 @@ class DominanceBound:
     matrix: np.ndarray
     spectral_radius: float
     weights: np.ndarray | None
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
 
     def to_dict(self) -> dict[str, Any]:
         return report_to_dict(self)
@@ -285,7 +281,7 @@ def _min_principal_minors(J: np.ndarray, rng: np.random.Generator) -> tuple[np.n
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class UniquenessReport:
+class UniquenessReport(FrozenRecord):
     """What :func:`check_uniqueness` proved about a game's equilibrium, and what it only sampled.
 
     Attributes
@@ -353,10 +349,6 @@ class UniquenessReport:
     equilibria: np.ndarray | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     game: CommonAgencyGame | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready ``dict`` (the game is left out)."""

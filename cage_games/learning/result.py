@@ -10,16 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from cage_games.result import format_record
-from cage_games.result import freeze as _freeze
+from cage_games.result import FrozenRecord, format_record
 
 __all__ = ["LearningResult", "plot_learning"]
 
 
-
-
 @dataclass(frozen=True, eq=False, repr=False)
-class LearningResult:
+class LearningResult(FrozenRecord):
     """The outcome of :func:`cage_games.learning.learn`: regrets, bounds, averages, distances.
 
     Regrets are totals over the rounds in utility units (divide by ``rounds`` for the average
@@ -123,10 +120,6 @@ class LearningResult:
     thresholds: np.ndarray = field(repr=False)
     diagnostics: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
-
     @property
     def within_bound(self) -> np.ndarray:
         measured = self.linearized_regret if self.linearized_regret is not None else self.regret
@@ -182,9 +175,7 @@ def plot_learning(result: LearningResult, path: str | os.PathLike[str]) -> Path:
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - matplotlib is in the test extra
-        raise ImportError(
-            "plotting needs matplotlib: pip install 'cage-games[plot]'"
-        ) from None
+        raise ImportError("plotting needs matplotlib: pip install 'cage-games[plot]'") from None
     path = Path(path)
     T = result.rounds
     t = np.arange(1, T + 1)
@@ -192,11 +183,23 @@ def plot_learning(result: LearningResult, path: str | os.PathLike[str]) -> Path:
     ax1, ax2 = fig.subplots(1, 2)
     for i, name in enumerate(result.names):
         (line,) = ax1.plot(t, result.regret_trajectory[:, i] / t, label=f"{name}: regret/t")
-        ax1.plot([T], [result.bound[i] / T], marker="v", color=line.get_color(), linestyle="none",
-                 label=f"{name}: bound/T")
+        ax1.plot(
+            [T],
+            [result.bound[i] / T],
+            marker="v",
+            color=line.get_color(),
+            linestyle="none",
+            label=f"{name}: bound/T",
+        )
         if result.linearized_regret is not None:
-            ax1.plot([T], [result.linearized_regret[i] / T], marker="x", color=line.get_color(),
-                     linestyle="none", label=f"{name}: linearised regret/T")
+            ax1.plot(
+                [T],
+                [result.linearized_regret[i] / T],
+                marker="x",
+                color=line.get_color(),
+                linestyle="none",
+                label=f"{name}: linearised regret/T",
+            )
     ax1.axhline(0.0, color="0.6", linewidth=0.8)
     ax1.set_xscale("log")
     ax1.set_xlabel("round t")
@@ -205,17 +208,23 @@ def plot_learning(result: LearningResult, path: str | os.PathLike[str]) -> Path:
     ax1.legend(fontsize="small")
     if result.distance_trajectory is not None:
         tiny = 1e-16
-        ax2.loglog(t, np.maximum(result.distance_trajectory, tiny), color="k",
-                   label="TV(avg policy, eq.)")
+        ax2.loglog(
+            t, np.maximum(result.distance_trajectory, tiny), color="k", label="TV(avg policy, eq.)"
+        )
         for i, name in enumerate(result.names):
-            ax2.loglog(t, np.maximum(result.transfer_distance_trajectory[:, i], tiny),
-                       linestyle="--", label=f"max|avg tau - tau*| {name}")
+            ax2.loglog(
+                t,
+                np.maximum(result.transfer_distance_trajectory[:, i], tiny),
+                linestyle="--",
+                label=f"max|avg tau - tau*| {name}",
+            )
         ax2.set_xlabel("round t")
         ax2.set_title("time average vs equilibrium")
         ax2.legend(fontsize="small")
     else:
-        ax2.text(0.5, 0.5, "no equilibrium given", ha="center", va="center",
-                 transform=ax2.transAxes)
+        ax2.text(
+            0.5, 0.5, "no equilibrium given", ha="center", va="center", transform=ax2.transAxes
+        )
         ax2.set_axis_off()
     fig.savefig(path, dpi=100)
     return path
