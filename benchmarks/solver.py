@@ -29,23 +29,27 @@ def timed(game, method, **kw):
     return time.perf_counter() - t, res
 
 
-def speed_table(ns, ms, betas, reps, gs_max_iter):
+def speed_table(ns, ms, betas, reps, gs_max_iter, diag_max_n=100):
     print(
         "## Median time per solve (ms) and worst residual; Gauss-Seidel capped at "
-        f"{gs_max_iter} sweeps"
+        f"{gs_max_iter} sweeps; diagonalization (one game, the first of each cell) for "
+        f"n <= {diag_max_n}, with its policy distance to Newton's answer"
     )
     print(
         f"{'n':>6} {'m':>2} {'beta':>5} | {'newton ms':>10} {'nit':>4} {'residual':>9} | "
-        f"{'g-s ms':>9} {'sweeps':>6} {'residual':>9} {'ok':>3} | {'g-s/newton':>10}"
+        f"{'g-s ms':>9} {'sweeps':>6} {'residual':>9} {'ok':>3} | {'g-s/newton':>10} | "
+        f"{'diag ms':>8} {'|pi-pi_N|':>9} {'diag/newton':>11}"
     )
     rng = np.random.default_rng(0)
+    cg.solve(llm_like_game(np.random.default_rng(99), 5, 2, 1.0), "diagonalization")  # warm-up
     for n in ns:
         for m in ms:
             for beta in betas:
                 rows = {"newton": [], "gauss-seidel": []}
                 count = reps if n < 10000 else max(1, reps - 2)
-                for _ in range(count):
-                    game = llm_like_game(rng, n, m, beta)
+                games = [llm_like_game(rng, n, m, beta) for _ in range(count)]
+                first = games[0]
+                for game in games:
                     rows["newton"].append(timed(game, "newton"))
                     rows["gauss-seidel"].append(timed(game, "gauss-seidel", max_iter=gs_max_iter))
                 tn = np.median([t for t, _ in rows["newton"]]) * 1e3
@@ -56,9 +60,15 @@ def speed_table(ns, ms, betas, reps, gs_max_iter):
                 itg = int(np.median([r.nit for _, r in rows["gauss-seidel"]]))
                 okg = sum(r.success for _, r in rows["gauss-seidel"])
                 assert all(r.success for _, r in rows["newton"]), (n, m, beta)
+                diag = ""
+                if n <= diag_max_n:
+                    td, rd = timed(first, "diagonalization", max_iter=500)
+                    dist = float(np.max(np.abs(rd.policy - rows["newton"][0][1].policy)))
+                    t0 = rows["newton"][0][0]
+                    diag = f" | {td * 1e3:>8.1f} {dist:>9.1e} {td / t0:>10.0f}x"
                 print(
                     f"{n:>6} {m:>2} {beta:>5} | {tn:>10.2f} {itn:>4} {rn:>9.1e} | "
-                    f"{tg:>9.2f} {itg:>6} {rg:>9.1e} {okg:>2}/{count} | {tg / tn:>10.1f}"
+                    f"{tg:>9.2f} {itg:>6} {rg:>9.1e} {okg:>2}/{count} | {tg / tn:>10.1f}" + diag
                 )
 
 
