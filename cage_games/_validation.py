@@ -7,6 +7,7 @@ what is expected, so that a bad input fails early and clearly instead of leaking
 from __future__ import annotations
 
 import numbers
+import reprlib
 
 import numpy as np
 
@@ -54,10 +55,15 @@ def as_vector(
     return arr
 
 
+def _short(x: object) -> str:
+    """A short repr of a bad value for error messages."""
+    return reprlib.repr(x)
+
+
 def as_scalar(x: object, name: str, *, minimum: float | None = None, strict: bool = False) -> float:
     """Return `x` as a finite float, optionally bounded below (``> minimum`` when `strict`)."""
     if isinstance(x, bool) or not isinstance(x, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}: {_short(x)}")
     val = float(x)
     if not np.isfinite(val):
         raise ValueError(f"{name} must be finite, got {val}")

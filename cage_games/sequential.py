@@ -40,7 +40,6 @@ distributions over terminal states, expected rewards and transfers.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -62,15 +61,6 @@ __all__ = [
     "outcome_distribution",
     "solve_sequential",
 ]
-
-
-def _reward(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{what} must be a real number, got {type(value).__name__}: {value!r}")
-    x = float(value)
-    if not np.isfinite(x):
-        raise ValueError(f"{what} must be finite, got {x}")
-    return x
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -266,7 +256,7 @@ class SequentialGame:
                         f"{where} has no {agent_key!r} attribute (the agent's reward); "
                         f"set it on every edge, e.g. G.add_edge(s, t, {agent_key}=0.0, ...)"
                     )
-                v[k] = _reward(data[agent_key], f"{where}: {agent_key!r}")
+                v[k] = as_scalar(data[agent_key], f"{where}: {agent_key!r}")
                 if per_attr is None:
                     if principal_key not in data:
                         raise ValueError(
@@ -288,7 +278,7 @@ class SequentialGame:
                             "every edge one reward per principal"
                         )
                     for i, x in enumerate(vals):
-                        u[i, k] = _reward(x, f"{where}: {principal_key!r}[{i}]")
+                        u[i, k] = as_scalar(x, f"{where}: {principal_key!r}[{i}]")
                 else:
                     for i, key in enumerate(per_attr):
                         if key not in data:
@@ -296,7 +286,7 @@ class SequentialGame:
                                 f"{where} has no {key!r} attribute (principal {names[i]!r}'s "
                                 "reward); set it on every edge"
                             )
-                        u[i, k] = _reward(data[key], f"{where}: {key!r}")
+                        u[i, k] = as_scalar(data[key], f"{where}: {key!r}")
             v.setflags(write=False)
             u.setflags(write=False)
             children[s] = succ

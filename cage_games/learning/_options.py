@@ -25,12 +25,3 @@ def count(value: object, name: str, minimum: int) -> int:
     if val < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {val}")
     return val
-
-
-def real(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    val = float(value)
-    if not np.isfinite(val):
-        raise ValueError(f"{name} must be finite, got {val}")
-    return val

@@ -26,8 +26,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cage_games._validation import as_scalar
 from cage_games.learning._kernel import Feedback
-from cage_games.learning._options import count, positive_float, real
+from cage_games.learning._options import count, positive_float
 from cage_games.learning.base import Learner, RegretBound
 
 __all__ = ["OnlineGradientAscent"]
@@ -73,7 +74,7 @@ class OnlineGradientAscent(Learner):
         if start is None:
             self.c = 0.5 * (self.low + self.high)
         else:
-            self.c = float(np.clip(real(start, "start"), self.low, self.high))
+            self.c = float(np.clip(as_scalar(start, "start"), self.low, self.high))
         self.start = self.c
         self._grid = np.linspace(self.low, self.high, count(hindsight_grid, "hindsight_grid", 2))
         self._grid.setflags(write=False)
