@@ -302,11 +302,7 @@ def evaluate(
     caps = data.cap is not None
     if data.kern is not None:
         assert data.idx is not None
-        if beta is data.beta and data.ib is not None:
-            ib, kap = data.ib, data.kap
-        else:
-            ib = (1.0 / beta).reshape(B).contiguous()
-            kap = (data.cap / beta).contiguous() if caps else None
+        ib, kap = _kernel_scales(data, beta, B)
         if shift is None:
             shift = torch.full((B,), math.nan, dtype=dt)
         G, F, J, lse, xmax, _ = data.kern.eval(
@@ -320,16 +316,22 @@ def evaluate(
     return Ev(G, F, J, lse, xmax.unsqueeze(-1))
 
 
+def _kernel_scales(data: Data, beta: Tensor, B: int) -> tuple[Tensor, Tensor | None]:
+    """``1 / beta`` (B,) and the scaled caps (B, m) the fused kernel takes; the precomputed
+    ones when ``beta`` is the game's own temperature (not a continuation stage)."""
+    if beta is data.beta and data.ib is not None:
+        return data.ib, data.kap
+    ib = (1.0 / beta).reshape(B).contiguous()
+    kap = (data.cap / beta).contiguous() if data.cap is not None else None
+    return ib, kap
+
+
 def log_policy(data: Data, beta: Tensor, gamma: Tensor, lse: Tensor) -> Tensor:
     """``log pi`` (B, n) at ``gamma`` and temperature ``beta``, given its normaliser ``lse``."""
     B = gamma.shape[0]
     if data.kern is not None:
         assert data.idx is not None
-        if beta is data.beta and data.ib is not None:
-            ib, kap = data.ib, data.kap
-        else:
-            ib = (1.0 / beta).reshape(B).contiguous()
-            kap = (data.cap / beta).contiguous() if data.cap is not None else None
+        ib, kap = _kernel_scales(data, beta, B)
         out = torch.empty(B, data.v.shape[-1], dtype=gamma.dtype, device=gamma.device)
         l0 = lse.reshape(B).contiguous()
         return data.kern.policy(data.u, data.v, data.idx, gamma.contiguous(), ib, kap, l0, out)
