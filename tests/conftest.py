@@ -8,3 +8,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # torch's OpenMP threads busy-wait; on a loaded 2-core machine that made decoding tests ~10x
 # slower. Must be set before torch is imported (test modules import it after this file).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The Triton kernel runs on CPU tensors in Triton's interpreter (there is no GPU in CI). It
+# must be on before triton.jit decorates the kernel, i.e. before cage_games.torch is imported.
+os.environ.setdefault("TRITON_INTERPRET", "1")

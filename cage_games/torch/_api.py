@@ -10,9 +10,12 @@ import torch
 from torch import Tensor
 
 from cage_games.torch import _kernel as K
+from cage_games.torch import _triton
+from cage_games.torch._klsearch import KL_SEARCH
 
 __all__ = ["BatchSolution", "solve_batch", "solve_batch_kl"]
 
+_BACKENDS = ("auto", "triton", "native", "torch")
 _DEFAULT_TOL = {torch.float64: 1e-11, torch.float32: 1e-5}
 _UPCAST = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
 
@@ -44,6 +47,17 @@ class BatchSolution:
         The tolerance each row was solved to (see ``tol`` in :func:`solve_batch`).
     mode : str
         ``"tolerance"`` (stopped when every row converged) or ``"fixed"`` (``fixed_iters``).
+    backend : str
+        The implementation that ran: ``"triton"``, ``"native"`` or ``"torch"``.
+    beta : Tensor, shape (B,), optional
+        :func:`solve_batch_kl` only: the temperature of each row (in target-KL mode, the
+        strength found).
+    kl : Tensor, shape (B,), optional
+        :func:`solve_batch_kl` only: ``KL(pi || p0)`` of the equilibrium policy, in nats.
+    kl_reached : Tensor of bool, shape (B,), optional
+        Target-KL mode only: whether the row's KL is within the search's tolerance of the
+        target (False where even the strongest allowed tilt stays below it, e.g. when every
+        reward ties).
     """
 
     log_policy: Tensor
@@ -53,6 +67,10 @@ class BatchSolution:
     success: Tensor
     tol: Tensor
     mode: str
+    backend: str = "torch"
+    beta: Tensor | None = None
+    kl: Tensor | None = None
+    kl_reached: Tensor | None = None
 
     @property
     def policy(self) -> Tensor:
@@ -67,7 +85,7 @@ class BatchSolution:
             f"BatchSolution(B={B}, n={n}, m={self.thresholds.shape[1]}, success={ok}/{B}, "
             f"max residual={worst:.3g}, max nit={int(self.nit.max())}, "
             f"tol={float(self.tol.max()):.3g}, "
-            f"mode={self.mode!r}, device={self.log_policy.device}, "
+            f"mode={self.mode!r}, backend={self.backend!r}, device={self.log_policy.device}, "
             f"dtype={self.log_policy.dtype})"
         )
 
@@ -165,6 +183,30 @@ def _caps(
     return torch.full((B, m), c, dtype=dtype, device=device)
 
 
+def _backend(backend: object, device: torch.device) -> str:
+    """The implementation ``backend`` names on ``device`` (``"auto"`` resolved)."""
+    if not isinstance(backend, str) or backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        if device.type == "cuda" and _triton.available(device):
+            return "triton"
+        return "native" if device.type == "cpu" else "torch"
+    if backend == "triton" and not _triton.available(device):
+        why = (
+            "the 'triton' package is not installed"
+            if _triton.triton is None
+            else f"the tensors are on {device} (use CUDA tensors, or set TRITON_INTERPRET=1 to "
+            "run the kernel on the CPU in Triton's interpreter)"
+        )
+        raise ValueError(f"backend='triton' cannot run here: {why}")
+    if backend == "native" and device.type != "cpu":
+        raise ValueError(
+            f"backend='native' is the CPU kernel; the tensors are on {device} (use 'triton' or "
+            "'torch' there)"
+        )
+    return backend
+
+
 # -- public API ------------------------------------------------------------------------------
 def solve_batch(
     v: Tensor,
@@ -177,6 +219,7 @@ def solve_batch(
     max_iter: int = 100,
     fixed_iters: int | None = None,
     check_inputs: bool = True,
+    backend: str = "auto",
 ) -> BatchSolution:
     """Solve ``B`` common-agency games at once by batched safeguarded Newton.
 
@@ -222,6 +265,14 @@ def solve_batch(
         dtype and device checks always run (they cost nothing). Unchecked rows with every
         action masked come back with ``log_policy = -inf``, thresholds 0, residual ``inf`` and
         ``success = False`` rather than NaN.
+    backend : {"auto", "triton", "native", "torch"}
+        The implementation. ``"triton"``: one fused GPU kernel launch for the whole solve
+        (:mod:`cage_games.torch._triton`; CUDA tensors, or CPU tensors under
+        ``TRITON_INTERPRET=1``); ``"native"``: the fused C++ CPU kernel; ``"torch"``: plain
+        torch operations (any device). ``"auto"`` (default) takes ``"triton"`` on CUDA when
+        triton is installed, ``"native"`` on the CPU (which itself falls back to torch
+        operations without a compiler) and ``"torch"`` elsewhere. All follow the one method
+        of :mod:`cage_games._newton_spec`.
 
     Returns
     -------
@@ -318,6 +369,7 @@ def solve_batch(
     elif not (isinstance(tol, numbers.Real) and math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
     tol = float(tol)
+    bk = _backend(backend, device)
     bt = _beta(beta, B, device, dt, check_inputs)
     cap = _caps(caps, B, m, device, dt, check_inputs)
     v = v.to(dt)
@@ -336,7 +388,14 @@ def solve_batch(
         allowed = allowed | e
         v = torch.where(e, 0.0, v)
     vm = v.contiguous() if allowed is None else torch.where(allowed, v, -math.inf)
-    data, gamma0, flags = K.setup(u, vm, bt, cap, allowed)
+    if bk == "triton":
+        return _solve_triton(
+            vm, u, torch.ones_like(bt.reshape(B)), bt.reshape(B), cap, tol, default_tol,
+            fixed_iters if fixed_iters is not None else int(max_iter),
+            "tolerance" if fixed_iters is None else "fixed", check_inputs, v, utilities, mask,
+            None if check_inputs else empty,
+        )  # fmt: skip
+    data, gamma0, flags = K.setup(u, vm, bt, cap, allowed, fused=bk == "native")
     if check_inputs:
         if flags is None or mask is not None:  # (the kernel sees v only where allowed)
             vmax = v.amax(-1)  # NaN if the row has a NaN
@@ -387,20 +446,72 @@ def solve_batch(
         success=residual <= tol_t,
         tol=tol_t,
         mode="tolerance" if fixed_iters is None else "fixed",
+        backend="native" if data.kern is not None else "torch",
     )
+
+
+def _check_values(v: Tensor, utilities: Tensor, allowed: Tensor) -> None:
+    """The value checks of :func:`solve_batch` with torch operations (a few host reads)."""
+    empty = ~allowed.any(-1)
+    bad_v, any_empty, bad_u = torch.stack([
+        ~(v.amax(-1) < math.inf).all(), empty.any(), ~torch.isfinite(utilities.sum(1)).all()
+    ]).tolist()  # fmt: skip
+    if bad_v:
+        _check_finite(v, "v", allow_neg_inf=True)
+    if any_empty:
+        rows = empty.nonzero().squeeze(1)[:5].tolist()
+        raise ValueError(
+            f"mask (combined with v > -inf) excludes every action in rows {rows}: each game "
+            "needs at least one allowed action"
+        )
+    if bad_u:
+        _check_finite(utilities, "utilities")
+
+
+def _solve_triton(
+    lp: Tensor, u: Tensor, vs: Tensor, beta: Tensor, cap: Tensor | None, tol: float,
+    scale_tol: bool, budget: int, mode: str, check: bool, v: Tensor, utilities: Tensor,
+    mask: Tensor | None, empty: Tensor | None, target_kl: Tensor | None = None,
+) -> BatchSolution:
+    """:func:`solve_batch` / :func:`solve_batch_kl` by the fused Triton kernel."""
+    B = lp.shape[0]
+    if check:
+        allowed = lp > -math.inf
+        if mask is not None:
+            allowed = allowed & mask
+        _check_values(v, utilities, allowed)
+    tol_t = torch.full((B,), tol, dtype=lp.dtype, device=lp.device)
+    r = _triton.solve(
+        lp.contiguous(), u.contiguous(), vs.contiguous(), beta.contiguous(), cap, tol_t,
+        max_iter=budget, scale_tol=scale_tol, target_kl=target_kl,
+    )  # fmt: skip
+    log_policy, thresholds = r["log_policy"], r["thresholds"]
+    residual = torch.nan_to_num(r["residual"], nan=math.inf)
+    if empty is not None:  # unchecked rows without any allowed action: failed, no NaN
+        log_policy = torch.where(empty.unsqueeze(-1), -math.inf, log_policy)
+        thresholds = torch.where(empty.unsqueeze(-1), 0.0, thresholds)
+        residual = torch.where(empty, math.inf, residual)
+    return BatchSolution(
+        log_policy=log_policy, thresholds=thresholds, residual=residual, nit=r["nit"].long(),
+        success=residual <= r["tol"], tol=r["tol"], mode=mode, backend="triton",
+        beta=r["beta"], kl=r["kl"],
+        kl_reached=None if target_kl is None else (r["status"] & 8) == 0,
+    )  # fmt: skip
 
 
 def solve_batch_kl(
     logits: Tensor,
     utilities: Tensor,
-    beta: float | Tensor,
+    beta: float | Tensor | None = None,
     mask: Tensor | None = None,
     caps: float | Tensor | None = None,
     *,
+    target_kl: float | Tensor | None = None,
     tol: float | None = None,
     max_iter: int = 100,
     fixed_iters: int | None = None,
     check_inputs: bool = True,
+    backend: str = "auto",
 ) -> BatchSolution:
     """The KL-regularised (LLM) case: ``v = beta * log_softmax(logits)`` over allowed actions.
 
@@ -413,14 +524,23 @@ def solve_batch_kl(
     logits : Tensor, shape (B, n)
         Reference-model logits or log-probabilities over the candidate actions (any additive
         constant per row is irrelevant). ``-inf`` = masked; NaN and ``+inf`` are errors.
-    utilities, beta, mask, caps, tol, max_iter, fixed_iters, check_inputs
+    utilities, mask, caps, tol, max_iter, fixed_iters, check_inputs, backend
         As in :func:`solve_batch` (``utilities[b, i] = w_i * normalised reward_i``).
+    beta : float or Tensor of shape (B,), optional
+        The temperature (the strength of the tilt: only ``u / beta`` matters). Give either
+        ``beta`` or ``target_kl``.
+    target_kl : float or Tensor of shape (B,), optional
+        Target-KL mode: per row, search the temperature whose equilibrium policy has
+        ``KL(pi || p0) = target_kl`` nats (:mod:`cage_games.torch._klsearch`, the same search
+        on every backend; inside the kernel's single launch with ``backend="triton"``). The
+        result's ``beta`` holds the strengths found, ``kl`` the KL reached and
+        ``kl_reached`` whether it is within 3 % of the target.
 
     Returns
     -------
     BatchSolution
         Its ``log_policy`` can replace the next-token scores (``-inf`` outside the allowed
-        candidates).
+        candidates); ``beta`` and ``kl`` are filled.
 
     Examples
     --------
@@ -431,6 +551,9 @@ def solve_batch_kl(
     >>> sol = solve_batch_kl(logits, reward, beta=1.0)
     >>> bool(sol.policy[0, 2] > torch.softmax(logits, -1)[0, 2])
     True
+    >>> sol = solve_batch_kl(logits, reward, target_kl=0.2)
+    >>> abs(float(sol.kl[0]) / 0.2 - 1) < 0.035
+    True
     """
     lg = _tensor(logits, "logits")
     if lg.ndim != 2:
@@ -439,9 +562,20 @@ def solve_batch_kl(
     dt = _UPCAST.get(lg.dtype, lg.dtype)
     if dt not in _DEFAULT_TOL:
         raise TypeError(f"logits has unsupported dtype {lg.dtype}; use float32 or float64")
+    if (beta is None) == (target_kl is None):
+        raise ValueError(
+            "give exactly one of beta (a fixed temperature) and target_kl (the KL per token "
+            f"to reach); got beta={beta!r}, target_kl={target_kl!r}"
+        )
     if check_inputs:
         _check_finite(lg, "logits", allow_neg_inf=True)
-    bt = _beta(beta, B, lg.device, dt, check_inputs)
+    bk = _backend(backend, lg.device)
+    tgt = None
+    if target_kl is not None:
+        tgt = _beta(target_kl, B, lg.device, dt, check_inputs).reshape(B)
+        bt = torch.ones((B, 1), dtype=dt, device=lg.device)
+    else:
+        bt = _beta(beta, B, lg.device, dt, check_inputs)
     lg0 = lg
     lg = lg.to(dt)
     allowed = lg > -math.inf
@@ -463,21 +597,129 @@ def solve_batch_kl(
     # Rows with no allowed action (possible only unchecked) stay all -inf: solve_batch reports
     # them as failed, without NaN.
     lp = torch.log_softmax(torch.where(empty, 0.0, torch.where(allowed, lg, -math.inf)), dim=-1)
-    v = torch.where(allowed, bt * lp, -math.inf)
+    lp = torch.where(allowed, lp, -math.inf)
     utilities = _tensor(utilities, "utilities")
     if _UPCAST.get(utilities.dtype, utilities.dtype) != dt:
         raise TypeError(
             f"utilities has dtype {utilities.dtype} but logits has {lg0.dtype}; give both the "
             "same dtype"
         )
-    return solve_batch(
-        v,
-        utilities.to(dt),
-        bt.squeeze(-1),
-        None,
-        caps,
-        tol=tol,
-        max_iter=max_iter,
-        fixed_iters=fixed_iters,
-        check_inputs=check_inputs,
-    )
+    opts = {"tol": tol, "max_iter": max_iter, "fixed_iters": fixed_iters,
+            "check_inputs": check_inputs}  # fmt: skip
+    if bk == "triton":
+        u = utilities.to(dt)
+        if u.ndim != 3 or u.shape[0] != B or u.shape[2] != n:
+            raise ValueError(
+                f"utilities must have shape (B, m, n) = ({B}, m, {n}), got {tuple(u.shape)}"
+            )
+        cap = _caps(caps, B, u.shape[1], lg.device, dt, check_inputs)
+        tol_f = _DEFAULT_TOL[dt] if tol is None else float(tol)
+        return _solve_triton(
+            lp, u, bt.reshape(B), bt.reshape(B), cap, tol_f, tol is None,
+            fixed_iters if fixed_iters is not None else int(max_iter),
+            "tolerance" if fixed_iters is None else "fixed", check_inputs,
+            torch.where(allowed, lp, -math.inf), u, None,
+            None if check_inputs else empty.squeeze(1), target_kl=tgt,
+        )  # fmt: skip
+    u_dt = utilities.to(dt)
+
+    def solve(b: Tensor, rows: Tensor | None = None) -> BatchSolution:
+        al, lq, uu, cp = allowed, lp, u_dt, caps
+        if rows is not None:
+            al, lq, uu = al[rows], lq[rows], uu[rows]
+            if isinstance(cp, Tensor) and cp.ndim == 2:
+                cp = cp[rows]
+        return solve_batch(torch.where(al, b * lq, -math.inf), uu, b.squeeze(-1), None, cp,
+                           backend=bk, **opts)  # fmt: skip
+
+    if tgt is None:
+        sol = solve(bt)
+        return _with_kl(sol, lp, bt.reshape(B), None)
+    return _kl_search(solve, lp, utilities.to(dt), allowed, tgt)
+
+
+def _kl_of(log_policy: Tensor, lp: Tensor) -> Tensor:
+    """``KL(pi || p0)`` per row from the two log-distributions (``-inf`` where masked)."""
+    pi = log_policy.exp()
+    d = torch.where(pi > 0, log_policy - lp, torch.zeros_like(lp))
+    return (pi * d).sum(-1).clamp_min(0.0)
+
+
+def _with_kl(sol: BatchSolution, lp: Tensor, beta: Tensor, reached: Tensor | None
+             ) -> BatchSolution:
+    return BatchSolution(
+        log_policy=sol.log_policy, thresholds=sol.thresholds, residual=sol.residual,
+        nit=sol.nit, success=sol.success, tol=sol.tol, mode=sol.mode, backend=sol.backend,
+        beta=beta, kl=_kl_of(sol.log_policy, lp), kl_reached=reached,
+    )  # fmt: skip
+
+
+def _kl_search(solve, lp: Tensor, u: Tensor, allowed: Tensor, target: Tensor) -> BatchSolution:
+    """The strength search of :mod:`cage_games.torch._klsearch` over the batch (one batched
+    solve per round, on the rows still searching); the Triton kernel runs the same per row."""
+    S = KL_SEARCH
+    B = lp.shape[0]
+    a = allowed.unsqueeze(1)
+    hi = torch.where(a, u, -math.inf).amax(-1)
+    lo = torch.where(a, u, math.inf).amin(-1)
+    rng = (hi - lo).amax(-1).clamp_min(S.min_range)
+    x = -torch.log(S.weak * rng)
+    x_max = x + math.log(S.span)
+    ftar = torch.log(target)
+
+    def fval(sol: BatchSolution, rows: Tensor | None = None) -> tuple[BatchSolution, Tensor]:
+        lq, ft = (lp, ftar) if rows is None else (lp[rows], ftar[rows])
+        sol = _with_kl(sol, lq, sol.tol, None)
+        f = torch.where(sol.success, torch.log(sol.kl.clamp_min(1e-30)) - ft, -60.0)
+        return sol, f
+
+    best, f = fval(solve(torch.exp(-x).unsqueeze(-1)))
+    beta_best = torch.exp(-x)
+    fbest = f.clone()
+    nit = best.nit.clone()
+    fields = {k: getattr(best, k).clone() for k in ("log_policy", "thresholds", "residual",
+                                                    "success", "tol", "kl")}  # fmt: skip
+    xa, fa = x.clone(), f.clone()
+    xb, fb = x_max.clone(), torch.full_like(f, math.nan)
+    side = torch.zeros(B, dtype=torch.int64, device=lp.device)
+    xc, fc = x.clone(), f.clone()
+    going = (f.abs() > S.rtol) & (f < 0)
+    for _ in range(S.max_solves - 1):
+        if not bool(going.any()):
+            break
+        rows = going.nonzero().squeeze(1)
+        br = ~torch.isnan(fb[rows])
+        w = xb[rows] - xa[rows]
+        xf = xa[rows] + w * (-fa[rows]) / (fb[rows] - fa[rows])
+        xf = torch.minimum(torch.maximum(xf, xa[rows] + S.safeguard * w),
+                           xb[rows] - S.safeguard * w)  # fmt: skip
+        xs = torch.minimum(xc[rows] + (-fc[rows] / S.slope).clamp_min(S.min_step), x_max[rows])
+        xn = torch.where(br, xf, xs)
+        sol, fn = fval(solve(torch.exp(-xn).unsqueeze(-1), rows), rows)
+        nit[rows] += sol.nit
+        better = fn.abs() < fbest[rows].abs()
+        idx = rows[better]
+        for k in fields:
+            fields[k][idx] = getattr(sol, k)[better]
+        beta_best[idx] = torch.exp(-xn[better])
+        fbest[idx] = fn[better]
+        below = fn < 0
+        fb_r, fa_r = fb[rows], fa[rows]
+        fb[rows] = torch.where(below & (side[rows] == -1), fb_r * 0.5, fb_r)
+        fa[rows] = torch.where(~below & (side[rows] == 1), fa_r * 0.5, fa_r)
+        xa[rows] = torch.where(below, xn, xa[rows])
+        fa[rows] = torch.where(below, fn, fa[rows])
+        xb[rows] = torch.where(below, xb[rows], xn)
+        fb[rows] = torch.where(below, fb[rows], fn)
+        side[rows] = torch.where(below, -1, 1)
+        xc[rows], fc[rows] = xn, fn
+        stop = (fn.abs() <= S.rtol) | (torch.isnan(fb[rows]) & (xn >= x_max[rows]))
+        going[rows] = ~stop
+    return BatchSolution(
+        log_policy=fields["log_policy"], thresholds=fields["thresholds"],
+        residual=fields["residual"], nit=nit, success=fields["success"], tol=fields["tol"],
+        mode=best.mode, backend=best.backend, beta=beta_best, kl=fields["kl"],
+        kl_reached=(fbest.abs() <= S.rtol) | (fbest > 0),
+    )  # fmt: skip
+
+

@@ -121,7 +121,8 @@ def box(data: Data, beta: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def setup(
-    u: Tensor, v: Tensor, beta: Tensor, cap: Tensor | None, allowed: Tensor | None
+    u: Tensor, v: Tensor, beta: Tensor, cap: Tensor | None, allowed: Tensor | None,
+    fused: bool = True,
 ) -> tuple[Data, Tensor | None, Tensor | None]:
     """Games, existence box and continuation start; starting point (scaled units).
 
@@ -136,7 +137,7 @@ def setup(
     B, m, _ = u.shape
     beta = beta.contiguous()
     kern = None
-    if u.device.type == "cpu":
+    if u.device.type == "cpu" and fused:
         kern = _native.kernels(u.dtype, m, cap is not None)
     if kern is not None:
         idx = torch.arange(B, device=u.device)
