@@ -6,7 +6,9 @@ At each step and for each row of the batch:
    processor's input scores, after any processor placed before it). Ids beyond the tokenizer's
    vocabulary (models whose logits are padded wider than the tokenizer) are never candidates.
 2. **Rewards**: each objective scores the candidates; rewards are normalised per row
-   (``Objective.normalize``) and weighted, ``u_i = w_i * r_i``.
+   (``Objective.normalize``) and weighted, ``u_i = w_i * r_i``. Model-backed objectives that
+   share a model run in one batched forward per step
+   (:class:`~cage_adapters.objectives.shared.SharedForwards`).
 3. **Game**: agent utility ``v = beta * log p0`` on ``C``, principals' utilities ``u_i``, solved
    for the Nash equilibrium in transfers by :func:`cage_games.torch.solve_batch` (batched, on
    the scores' device). The new scores are ``log pi*`` on ``C`` and ``-inf`` elsewhere.
@@ -49,6 +51,7 @@ import torch
 from transformers import LogitsProcessor
 
 from cage_adapters.objectives import Objective, StepContext, normalize_rewards
+from cage_adapters.objectives.shared import SharedForwards
 from cage_adapters.vocab import same_vocabulary
 
 __all__ = ["CageLogitsProcessor", "LinearMixingProcessor", "StepRecord", "Trace"]
@@ -273,6 +276,8 @@ class _GameProcessor(LogitsProcessor):
         self.eos_ids = self._eos_ids(tok, eos_token_id)
         self.record = record
         self.trace = Trace(names)
+        # model-backed objectives: one batched forward per distinct model and step
+        self._shared = SharedForwards(objectives)
         self._prev: torch.Tensor | None = None
         self._prompt_len = 0
         self._finished: torch.Tensor | None = None
@@ -459,6 +464,8 @@ class _GameProcessor(LogitsProcessor):
                           tokenizer=self.tokenizer, pad_id=self.pad_id, eos_ids=self.eos_ids,
                           base_logprobs=logp)
         t1 = time.perf_counter()
+        if self._shared:
+            ctx.shared = self._shared.run(ctx)
         rs = []
         for o in self.objectives:
             if first:
