@@ -125,3 +125,52 @@ def test_prompted_objectives_on_the_base_cost_one_extra_forward(tok, model):
     # generate's own forward (2 rows) and one shared forward (2 objectives x 2 rows) per step
     assert counter.rows == [2, 4] * steps
     assert proc._shared.forwards == steps
+
+
+# -- brevity: finishing, not gluing -----------------------------------------------------------
+def _brevity_rewards(tok, prefix, cands, **kw):
+    from cage_adapters.objectives import StepContext
+
+    ids = tok([prefix], return_tensors="pt")["input_ids"]
+    cand = torch.tensor([[tok.convert_tokens_to_ids(c) if isinstance(c, str) else c
+                          for c in cands]])
+    ctx = StepContext(input_ids=ids, prompt_len=0, candidates=cand,
+                      cand_mask=torch.ones_like(cand, dtype=torch.bool),
+                      active=torch.tensor([True]), parent=None, first=True, tokenizer=tok,
+                      pad_id=tok.pad_token_id, eos_ids=frozenset({tok.eos_token_id}))
+    return obj.Brevity(tok, normalize="none", **kw).rewards(ctx)[0].tolist()
+
+
+def test_brevity_rewards_closing_a_sentence_then_ending(tok):
+    eos = tok.eos_token_id
+    # an open sentence of 4 words: closing it pays, ending the turn mid-sentence does not
+    assert _brevity_rewards(tok, "The cafe was warm", [eos, ".", "Ġday"]) == [0.0, 1.0, 0.0]
+    # after a complete sentence: ending the turn pays the full bonus
+    assert _brevity_rewards(tok, "The cafe was warm.", [eos, "Ġday"]) == [2.0, 0.0]
+    # too short a sentence (a stray initial or a glued domain) earns nothing
+    assert _brevity_rewards(tok, "Hello world", [eos, ".", "Ġday"]) == [0.0, 0.0, 0.0]
+    assert _brevity_rewards(tok, "Hello world", [eos, "."], min_words=2)[1] == 1.0
+
+
+@pytest.mark.parametrize("prefix, text, want", [
+    ("The cafe was warm", "The cafe was warm.", True),
+    ("I love this place", "I love this place!\n", True),
+    ("Is it open", "Is it open?\"", True),
+    ("the library at the S.H.I", "the library at the S.H.I.", False),
+    ("visit cheri", "visit cheri.", False),
+    ("visit Cheri.com", "visit Cheri.com.", False),
+    ("We met at the cafe.", "We met at the cafe..", False),
+    ("Item", "Item 1.", False),
+    ("The cafe was warm", "The cafe was warm and", False),
+])
+def test_closes_sentence_needs_a_real_sentence(prefix, text, want):
+    from cage_adapters.objectives.brevity import closes_sentence
+
+    assert closes_sentence(prefix, text) is want
+
+
+def test_brevity_score_cannot_be_gamed_by_gluing(tok):
+    b = obj.Brevity(tok)
+    plain, glued = b.score(["the cafe is on the main street", "thecafeisonthemainstreet"])
+    assert abs(plain - glued) < 1.5  # characters, not words: gluing saves only the spaces
+    assert b.score([""]).tolist() == [0.0]

@@ -57,6 +57,7 @@ from cage_adapters.vocab import same_vocabulary
 __all__ = ["CageLogitsProcessor", "LinearMixingProcessor", "StepRecord", "Trace"]
 
 _KL_RTOL = 0.03  # target-KL mode: accept |log KL - log target| <= 0.03 (3 % relative)
+_KL_MAX_REFINE = 8  # target-KL mode: refinements after the grid (secant, bisection every 3rd)
 _PROBE_MAX_ITER = 40  # target-KL mode: iteration cap of each probe solve
 _END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "</s>", "<eos>")
 
@@ -413,12 +414,14 @@ class _GameProcessor(LogitsProcessor):
         fa, fb = f.gather(1, ja).squeeze(1), f.gather(1, jb).squeeze(1)
         best["ferr"] = f.abs().amin(dim=1)
         todo = reached & (best["ferr"] > _KL_RTOL)
-        for it in range(3):
+        for it in range(_KL_MAX_REFINE):
             if not bool(todo.any()):
                 break
             denom = fb - fa
             t = torch.where(denom.abs() > 1e-12, -fa / denom, torch.full_like(fa, 0.5))
             t = t.clamp(0.05, 0.95) if it else t.clamp(0.0, 1.0)
+            if it % 3 == 2:  # safeguard: a bisection every third step bounds the bracket
+                t = torch.full_like(t, 0.5)
             xm = xa + t * (xb - xa)
             rows = torch.nonzero(todo).squeeze(1)
             r = self._policy(logq[rows], u[rows], mask[rows], xm[rows].exp(), target_mode=True)
