@@ -199,7 +199,8 @@ def test_per_row_weights(tok, model):
 
 @pytest.mark.parametrize("cls", [CageLogitsProcessor, LinearMixingProcessor])
 def test_target_kl_is_reached(tok, model, cls):
-    objs = [obj.SequenceObjective(_keyword_scorer("e"), tok, name="e"), obj.Brevity(tok)]
+    short = obj.SequenceObjective(lambda ts: [-float(len(t)) for t in ts], tok, name="short")
+    objs = [obj.SequenceObjective(_keyword_scorer("e"), tok, name="e"), short]
     for target in (0.05, 0.3):
         proc = cls(objs, weights=[1.0, 0.5], target_kl=target, top_k=12)
         *_, rec = _direct_game(proc, model, tok, ["The cafe was", "Hello", "A bad day"])
@@ -337,22 +338,6 @@ def test_prompted_objective_inserts_the_instruction(tok, model):
                                   "<|im_start|>assistant\n")
     assert p.instructed("plain text") == "Be warm.\n\nplain text"
     assert p.name == "prompt:Be warm."
-
-
-def test_brevity_rewards_ending(tok):
-    b = obj.Brevity(tok, normalize="none")
-    ids = tok(["Hello world"], return_tensors="pt")["input_ids"]
-    cand = torch.tensor([[tok.eos_token_id, tok.convert_tokens_to_ids("."),
-                          tok.convert_tokens_to_ids("Ġday")]])
-    from cage_adapters.objectives import StepContext
-
-    ctx = StepContext(input_ids=ids, prompt_len=0, candidates=cand,
-                      cand_mask=torch.ones_like(cand, dtype=torch.bool),
-                      active=torch.tensor([True]), parent=None, first=True, tokenizer=tok,
-                      pad_id=tok.pad_token_id, eos_ids=frozenset({tok.eos_token_id}))
-    r = b.rewards(ctx)[0].tolist()
-    assert r == [2.0, 1.0, -1.0]
-    assert b.score(["a b c", ""]).tolist() == [-3.0, 0.0]
 
 
 def test_builtin_scorers_score_texts(tok):

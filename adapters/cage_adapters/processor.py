@@ -6,7 +6,9 @@ At each step and for each row of the batch:
    processor's input scores, after any processor placed before it). Ids beyond the tokenizer's
    vocabulary (models whose logits are padded wider than the tokenizer) are never candidates.
 2. **Rewards**: each objective scores the candidates; rewards are normalised per row
-   (``Objective.normalize``) and weighted, ``u_i = w_i * r_i``.
+   (``Objective.normalize``) and weighted, ``u_i = w_i * r_i``. Model-backed objectives that
+   share a model run in one batched forward per step
+   (:class:`~cage_adapters.objectives.shared.SharedForwards`).
 3. **Game**: agent utility ``v = beta * log p0`` on ``C``, principals' utilities ``u_i``, solved
    for the Nash equilibrium in transfers by :func:`cage_games.torch.solve_batch` (batched, on
    the scores' device). The new scores are ``log pi*`` on ``C`` and ``-inf`` elsewhere.
@@ -49,11 +51,13 @@ import torch
 from transformers import LogitsProcessor
 
 from cage_adapters.objectives import Objective, StepContext, normalize_rewards
+from cage_adapters.objectives.shared import SharedForwards
 from cage_adapters.vocab import same_vocabulary
 
 __all__ = ["CageLogitsProcessor", "LinearMixingProcessor", "StepRecord", "Trace"]
 
 _KL_RTOL = 0.03  # target-KL mode: accept |log KL - log target| <= 0.03 (3 % relative)
+_KL_MAX_REFINE = 8  # target-KL mode: refinements after the grid (secant, bisection every 3rd)
 _PROBE_MAX_ITER = 40  # target-KL mode: iteration cap of each probe solve
 _END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "</s>", "<eos>")
 
@@ -273,6 +277,8 @@ class _GameProcessor(LogitsProcessor):
         self.eos_ids = self._eos_ids(tok, eos_token_id)
         self.record = record
         self.trace = Trace(names)
+        # model-backed objectives: one batched forward per distinct model and step
+        self._shared = SharedForwards(objectives)
         self._prev: torch.Tensor | None = None
         self._prompt_len = 0
         self._finished: torch.Tensor | None = None
@@ -408,12 +414,14 @@ class _GameProcessor(LogitsProcessor):
         fa, fb = f.gather(1, ja).squeeze(1), f.gather(1, jb).squeeze(1)
         best["ferr"] = f.abs().amin(dim=1)
         todo = reached & (best["ferr"] > _KL_RTOL)
-        for it in range(3):
+        for it in range(_KL_MAX_REFINE):
             if not bool(todo.any()):
                 break
             denom = fb - fa
             t = torch.where(denom.abs() > 1e-12, -fa / denom, torch.full_like(fa, 0.5))
             t = t.clamp(0.05, 0.95) if it else t.clamp(0.0, 1.0)
+            if it % 3 == 2:  # safeguard: a bisection every third step bounds the bracket
+                t = torch.full_like(t, 0.5)
             xm = xa + t * (xb - xa)
             rows = torch.nonzero(todo).squeeze(1)
             r = self._policy(logq[rows], u[rows], mask[rows], xm[rows].exp(), target_mode=True)
@@ -459,6 +467,8 @@ class _GameProcessor(LogitsProcessor):
                           tokenizer=self.tokenizer, pad_id=self.pad_id, eos_ids=self.eos_ids,
                           base_logprobs=logp)
         t1 = time.perf_counter()
+        if self._shared:
+            ctx.shared = self._shared.run(ctx)
         rs = []
         for o in self.objectives:
             if first:

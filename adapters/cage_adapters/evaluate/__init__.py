@@ -1,0 +1,1 @@
+"""Evaluation of decoding methods: judges, metrics, baselines and the frontier harness."""
