@@ -29,10 +29,11 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT, ROOT / "benchmarks"):
+for p in (ROOT, ROOT / "adapters", ROOT / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
@@ -283,10 +284,140 @@ def decode_step(device: str, dry: bool) -> float | None:
     return t
 
 
+# -- 5. the per-step solve, every mode and backend -------------------------------------------
+def solve_modes(ct, device: str, dry: bool) -> list[str]:
+    """Solve time per mode (fixed beta, target KL) and backend at the decoding sizes, against
+    a softmax of the same scores; CUDA events (device time) and wall time per call."""
+    log("5. per-step solve time by mode and backend (float32 unless said)")
+    lines = []
+    cases = [(8, 20, 4), (64, 151936, 4)] if not dry else [(8, 20, 4), (4, 500, 4)]
+    backends = ["triton", "torch"] if device.startswith("cuda") else ["native", "torch"]
+    if dry:
+        backends = ["native", "torch"]
+    for B, n, m in cases:
+        g = torch.Generator().manual_seed(B + n)
+        logits = (3.0 * torch.randn(B, n, generator=g)).to(device)
+        r = torch.randn(B, m, n, generator=g).to(device)
+        t_soft = timed(lambda logits=logits: torch.softmax(logits, -1), device, repeats=50)
+        for bk in backends:
+            if bk == "torch" and n > 50000 and device.startswith("cuda"):
+                reps = 3
+            else:
+                reps = 20
+            for mode, kw in (("beta=1", {"beta": 1.0}), ("target KL 0.3", {"target_kl": 0.3})):
+                try:
+                    def fn(kw=kw, bk=bk, logits=logits, r=r):
+                        return ct.solve_batch_kl(logits, r, backend=bk, **kw)
+
+                    sol = fn()
+                    t = timed(fn, device, repeats=reps)
+                except Exception as exc:  # report and go on
+                    log(f"   B={B} n={n} m={m} {bk} {mode}: FAILED {type(exc).__name__}: {exc}")
+                    continue
+                kl = "" if sol.kl is None else f", KL {float(sol.kl.mean()):.3f}"
+                line = (
+                    f"   B={B:2d} n={n:6d} m={m} {bk:6s} {mode:13s}: {1e3 * t:8.3f} ms = "
+                    f"{t / t_soft:7.1f} x softmax ({1e3 * t_soft:.3f} ms), ok "
+                    f"{int(sol.success.sum())}/{B}, max nit {int(sol.nit.max())}{kl}"
+                )
+                log(line)
+                lines.append(line)
+    return lines
+
+
+# -- 6. decoding: plain, linear mixing and CAGE on a random ~1B model -------------------------
+PROMPTS = [
+    "Write a short review of a cafe.", "Give me advice on learning to cook.",
+    "Explain why the sky is blue.", "Describe a walk by the sea.",
+    "How do I start running?", "Tell a short story about a lost key.",
+    "Summarise the benefits of sleep.", "What should I pack for a weekend trip?",
+]
+
+
+def decode_compare(device: str, dry: bool, tok_dir: str | None) -> None:
+    """Same prompts, seeds and candidates for every method; ms per generated token."""
+    log("6. decoding through model.generate: plain / linear / CAGE (random Llama, 1B shape)")
+    try:
+        from cage_adapters.objectives import PromptedObjective
+        from cage_adapters.processor import CageLogitsProcessor, LinearMixingProcessor
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+    except Exception as exc:
+        log(f"   skipped: {type(exc).__name__}: {exc}")
+        return
+    if tok_dir is None:
+        log("   skipped: no tokenizer directory (--tokenizer DIR)")
+        return
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    cfg = dict(LLAMA_1B if not dry else TINY)
+    cfg["vocab_size"] = len(tok)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    conf = LlamaConfig(**cfg, tie_word_embeddings=True, max_position_embeddings=4096)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(conf).to(dtype).eval()
+    n_params = sum(p.numel() for p in model.parameters()) / 1e9
+    msgs = [[{"role": "user", "content": p}] for p in PROMPTS]
+    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True, padding=True).to(device)  # fmt: skip
+    T = 48 if not dry else 6
+    objs = lambda: [  # noqa: E731
+        PromptedObjective("Be warm and positive.", tok, model, reuse_base=True),
+        PromptedObjective("Be formal and concise.", tok, model, reuse_base=True),
+    ]
+    methods = {
+        "plain": lambda: None,
+        "linear, target KL 0.3": lambda: LinearMixingProcessor(objs(), [0.5, 0.5],
+                                                                target_kl=0.3, top_k=20),
+        "CAGE, beta=1": lambda: CageLogitsProcessor(objs(), [0.5, 0.5], beta=1.0, top_k=20),
+        "CAGE, target KL 0.3": lambda: CageLogitsProcessor(objs(), [0.5, 0.5], target_kl=0.3,
+                                                           top_k=20),
+    }  # fmt: skip
+    rows = []
+    for name, make in methods.items():
+        proc = make()
+        kw = {"logits_processor": LogitsProcessorList([proc])} if proc is not None else {}
+        times = []
+        for rep in range(3 if not dry else 1):
+            if proc is not None:
+                proc.reset() if hasattr(proc, "reset") else None
+            torch.manual_seed(rep)
+            sync(device)
+            t = time.perf_counter()
+            with torch.no_grad():
+                model.generate(**enc, do_sample=True, top_k=0, max_new_tokens=T,
+                               min_new_tokens=T, pad_token_id=tok.pad_token_id, **kw)  # fmt: skip
+            sync(device)
+            times.append((time.perf_counter() - t) / T)
+        step = statistics.median(times[1:] if len(times) > 1 else times)
+        extra = ""
+        if proc is not None and proc.trace:
+            tr = proc.trace
+            solve = statistics.mean(s.solve_seconds for s in tr)
+            reward = statistics.mean(s.reward_seconds for s in tr)
+            kl = float(np.mean([s.kl[s.active].mean() for s in tr if s.active.any()]))
+            fb = int(sum(int(s.fallback.sum()) for s in tr))
+            extra = (f", solve {1e3 * solve:.2f} ms ({100 * solve / step:.1f}%), rewards "
+                     f"{1e3 * reward:.2f} ms ({100 * reward / step:.0f}%), mean KL {kl:.3f}, "
+                     f"fallback rows {fb}")  # fmt: skip
+        rows.append((name, step))
+        log(f"   {name:22s}: {1e3 * step:7.2f} ms per token{extra}")
+    base = dict(rows)
+    if "linear, target KL 0.3" in base and "CAGE, target KL 0.3" in base:
+        ratio = base["CAGE, target KL 0.3"] / base["linear, target KL 0.3"]
+        log(f"   CAGE target-KL / linear target-KL step: {ratio:.3f} "
+            f"({n_params:.2f}B parameters, B={len(PROMPTS)}, {T} tokens, top-k 20)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="GPU check of cage_games.torch")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
+    ap.add_argument("--tokenizer", default=None,
+                    help="directory with a tokenizer's files (section 6; no weights needed)")
+    ap.add_argument("--only", default=None, help="comma-separated sections to run (1-6)")
     args = ap.parse_args(argv)
     dry = args.dry_run
     device = "cpu" if dry else args.device
@@ -296,10 +427,17 @@ def main(argv: list[str] | None = None) -> int:
     ct = import_backend()
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
     log(f"torch {torch.__version__} on {name}")
-    ok = check_agreement(ct, device, dry)
-    ok &= check_graph(ct, device, dry)
-    benchmark(device, dry)
-    t_step = decode_step(device, dry)
+    only = None if args.only is None else {int(s) for s in args.only.split(",")}
+    run = lambda k: only is None or k in only  # noqa: E731
+    if run(5):
+        solve_modes(ct, device, dry)
+    if run(6):
+        decode_compare(device, dry, args.tokenizer)
+    ok = check_agreement(ct, device, dry) if run(1) else True
+    ok &= check_graph(ct, device, dry) if run(2) else True
+    if run(3):
+        benchmark(device, dry)
+    t_step = decode_step(device, dry) if run(4) else None
     if device.startswith("cuda"):
         torch.cuda.empty_cache()  # the model is gone: give its memory back before timing
     if t_step is not None:

@@ -40,6 +40,7 @@ values) falls back to ``p0|C`` for that step and is flagged in the trace.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +57,7 @@ from cage_adapters.vocab import same_vocabulary
 
 __all__ = ["CageLogitsProcessor", "LinearMixingProcessor", "StepRecord", "Trace"]
 
+_BACKENDS = ("auto", "triton", "native", "torch")
 _KL_RTOL = 0.03  # target-KL mode: accept |log KL - log target| <= 0.03 (3 % relative)
 _KL_MAX_REFINE = 8  # target-KL mode: refinements after the grid (secant, bisection every 3rd)
 _PROBE_MAX_ITER = 40  # target-KL mode: iteration cap of each probe solve
@@ -604,6 +606,10 @@ class CageLogitsProcessor(_GameProcessor):
     solver_dtype : torch.dtype, default torch.float64
         Precision of the solve (the games are tiny: float64 costs little and converges where
         float32 stalls at strong stakes).
+    backend : {"auto", "triton", "native", "torch"}, default "auto"
+        Implementation of the default solver (see :func:`cage_games.torch.solve_batch`):
+        ``"auto"`` runs the fused Triton kernel on CUDA (one launch per step, the strength
+        search included in target-KL mode) and the C++ kernel on the CPU.
     record : bool, default True
         Keep a :class:`StepRecord` per step in :attr:`trace`.
 
@@ -632,20 +638,48 @@ class CageLogitsProcessor(_GameProcessor):
                  top_p: float | None = None, eos_token_id: int | Sequence[int] | None = None,
                  solver: Callable[..., Any] | None = None,
                  solver_options: dict[str, Any] | None = None,
-                 solver_dtype: torch.dtype = torch.float64, record: bool = True) -> None:
+                 solver_dtype: torch.dtype = torch.float64, backend: str = "auto",
+                 record: bool = True) -> None:
         super().__init__(objectives, weights, beta=beta, target_kl=target_kl, top_k=top_k,
                          top_p=top_p, eos_token_id=eos_token_id, record=record)
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self._kl_solver = None
         if solver is None:
             try:
                 from cage_games.torch import solve_batch as solver
+                from cage_games.torch import solve_batch_kl
             except ImportError as e:
                 raise ImportError(
                     "the batched equilibrium solver cage_games.torch.solve_batch is not "
                     f"available ({e}); install cage-games with its torch extra"
                 ) from e
+            # the default solver takes the backend, and runs the target-KL search itself
+            solver = functools.partial(solver, backend=backend)
+            self._kl_solver = functools.partial(solve_batch_kl, backend=backend)
         self.solver = solver
         self.solver_options = dict(solver_options or {})
         self.solver_dtype = solver_dtype
+
+    def _solve_target(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor
+                      ) -> dict[str, torch.Tensor]:
+        """Target-KL mode: the backend's strength search (one kernel launch on CUDA with the
+        Triton backend), :mod:`cage_games.torch._klsearch`; a custom ``solver`` uses the
+        processor's own grid search."""
+        if self._kl_solver is None:
+            return super()._solve_target(logq, u, mask)
+        dt = self.solver_dtype
+        try:
+            res = self._kl_solver(logq.to(dt), u.to(dt), mask=mask, target_kl=self.target_kl,
+                                  **self.solver_options)
+            beta = res.beta.to(logq.dtype)
+        except (RuntimeError, ValueError, FloatingPointError):
+            res, beta = None, torch.full((logq.shape[0],), self.beta, device=logq.device)
+        out = self._pack(res, logq, u, mask, beta)
+        reached = torch.zeros_like(out["success"]) if res is None else res.kl_reached
+        out["kl_reached"] = reached & out["success"]
+        return out
 
     def _policy(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
                 beta: torch.Tensor, target_mode: bool = False) -> dict[str, torch.Tensor]:
@@ -657,12 +691,20 @@ class CageLogitsProcessor(_GameProcessor):
             opts = {**opts, "max_iter": _PROBE_MAX_ITER}
         try:
             res = self.solver(v, u.to(dt), beta.to(dt), mask=mask, **opts)
+        except (RuntimeError, ValueError, FloatingPointError):
+            res = None
+        return self._pack(res, logq, u, mask, beta)
+
+    def _pack(self, res: Any, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
+              beta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The step's record from a solver result (``None``: the solve raised)."""
+        if res is not None:
             logpi = res.log_policy.to(logq.dtype)
             thr = res.thresholds.to(logq.dtype)
             residual = torch.as_tensor(res.residual, device=logq.device).to(logq.dtype)
             nit = torch.as_tensor(res.nit, device=logq.device)
             success = torch.as_tensor(res.success, device=logq.device).bool()
-        except (RuntimeError, ValueError, FloatingPointError):
+        else:
             n, m = u.shape[0], u.shape[1]
             logpi = logq.clone()
             thr = torch.full((n, m), math.nan, device=logq.device)

@@ -434,7 +434,7 @@ if triton is not None:
         return gamma, G, lse, et, nit, status, capv * b, vs * b, b, lse0, bs, tol
 
     @triton.jit
-    def _kernel(LP, U, CAP, VS, BETA, TOL, TARGET, CONST,
+    def _kernel(LP, U, CAP, VS, BETA, TOL, TARGET,
                 OUT_LP, OUT_C, OUT_RES, OUT_NIT, OUT_STATUS, OUT_BETA, OUT_KL, OUT_TOL, TR,
                 n, m, sl, su, sm, budget, tr_len, kl_iters,
                 M: tl.constexpr, BN: tl.constexpr, CAPPED: tl.constexpr,
@@ -445,12 +445,14 @@ if triton is not None:
                 GS_FAILS: tl.constexpr, DIRECT_ITER: tl.constexpr, STAGE_RATIO: tl.constexpr,
                 STAGE_TOL: tl.constexpr, EPS: tl.constexpr, SCALE_TOL: tl.constexpr,
                 KL_SPAN: tl.constexpr, KL_WEAK: tl.constexpr, KL_MIN_RANGE: tl.constexpr,
-                KL_SAFE: tl.constexpr, KL_SLOPE: tl.constexpr, KL_MIN_STEP: tl.constexpr):
+                KL_SAFE: tl.constexpr, KL_SLOPE: tl.constexpr, KL_MIN_STEP: tl.constexpr,
+                KL_RTOL: tl.constexpr, LOG_SMIN: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         ri = tl.arange(0, M)
         rv = ri < m
-        smin = tl.load(CONST)
-        kl_rtol = tl.load(CONST + 1)
+        # s_min in the working dtype (1e-250 is no float32 constant: formed as an exponential)
+        smin = tl.sum(tl.exp(tl.zeros([2], LP.dtype.element_ty) + LOG_SMIN), axis=0) * 0.5
+        kl_rtol = KL_RTOL
         tol = tl.load(TOL + row)
         beta = tl.load(BETA + row)
         tr_off = row * tr_len
@@ -603,7 +605,6 @@ def solve(
     dev, dt = u.device, u.dtype
     M = max(2, triton.next_power_of_2(m))
     BN = _block_n(n, M)
-    const = torch.tensor([_S_MIN[dt], KL_SEARCH.rtol], dtype=dt, device=dev)
     out = {
         "log_policy": torch.empty((B, n), dtype=dt, device=dev),
         "thresholds": torch.empty((B, m), dtype=dt, device=dev),
@@ -619,7 +620,7 @@ def solve(
     capt = cap if capped else out["thresholds"]  # (never read without caps)
     tgt = target_kl if target_kl is not None else tol
     _kernel[(B,)](
-        lp, u, capt, vs, beta, tol, tgt, const,
+        lp, u, capt, vs, beta, tol, tgt,
         out["log_policy"], out["thresholds"], out["residual"], out["nit"], out["status"],
         out["beta"], out["kl"], out["tol"], tr,
         n, m, lp.stride(0), u.stride(0), u.stride(1), int(max_iter), int(trace),
@@ -632,6 +633,7 @@ def solve(
         EPS=torch.finfo(dt).eps, SCALE_TOL=bool(scale_tol),
         KL_SPAN=math.log(KL_SEARCH.span), KL_WEAK=KL_SEARCH.weak, KL_MIN_RANGE=KL_SEARCH.min_range,
         KL_SAFE=KL_SEARCH.safeguard, KL_SLOPE=KL_SEARCH.slope, KL_MIN_STEP=KL_SEARCH.min_step,
+        KL_RTOL=KL_SEARCH.rtol, LOG_SMIN=math.log(_S_MIN[dt]),
         num_warps=4 if BN * M <= 2048 else 8,
     )  # fmt: skip
     if trace:
