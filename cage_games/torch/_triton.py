@@ -566,6 +566,12 @@ if triton is not None:
         tl.store(OUT_TOL + row, tol_u)
 
 
+def _num_warps(BN: int, M: int) -> int:
+    """Warps per program: one for a row of candidates (every reduction is then a few warp
+    shuffles, no barrier), more for chunks of a long row."""
+    return 1 if BN * M <= 256 else (4 if BN * M <= 2048 else 8)
+
+
 def _block_n(n: int, M: int) -> int:
     """Chunk width: the whole row when it is small, else a width whose ``M x M x BN``
     cross-moment tile stays within 8192 elements."""
@@ -586,6 +592,7 @@ def solve(
     scale_tol: bool = False,
     target_kl: Tensor | None = None,
     trace: int = 0,
+    num_warps: int | None = None,
 ) -> dict[str, Tensor]:
     """Launch the kernel on validated, contiguous tensors of one dtype (float32 or float64).
 
@@ -634,7 +641,7 @@ def solve(
         KL_SPAN=math.log(KL_SEARCH.span), KL_WEAK=KL_SEARCH.weak, KL_MIN_RANGE=KL_SEARCH.min_range,
         KL_SAFE=KL_SEARCH.safeguard, KL_SLOPE=KL_SEARCH.slope, KL_MIN_STEP=KL_SEARCH.min_step,
         KL_RTOL=KL_SEARCH.rtol, LOG_SMIN=math.log(_S_MIN[dt]),
-        num_warps=4 if BN * M <= 2048 else 8,
+        num_warps=num_warps or _num_warps(BN, M),
     )  # fmt: skip
     if trace:
         out["trace"] = tr
