@@ -325,18 +325,20 @@ if triton is not None:
             tol_s = tl.where(final, tol, tl.maximum(tol, STAGE_TOL))
             ok = finite & (res_t <= tol_s)
             code = zero
-            # S3: Newton decision
+            # S3: Newton decision (Armijo on ||F||^2), creeping test
             newt = ~gs
             accept = newt & finite & ((ft <= (1.0 - ARMIJO * t) * f) | ok)
             reject = newt & ~accept
             halvings = tl.where(reject, halvings + 1, zero)
+            creep = tl.where(accept, tl.where(t < TINY_STEP, creep + 1, zero), creep)
+            creep_fail = accept & (~ok) & (TINY_STEPS > 0) & (creep >= TINY_STEPS)
             fail = reject & (halvings > HALVINGS)
             alpha = tl.where(reject & ~fail, 0.5 * alpha, 1.0)
-            creep = tl.where(accept, tl.where(t < TINY_STEP, creep + 1, zero), creep)
-            crept = accept & (TINY_STEPS > 0) & (creep >= TINY_STEPS)
-            creep = tl.where(crept, zero, creep)
-            code = tl.where(accept, 1, tl.where(reject, 2, code))
-            # S4: sweep decision
+            take = accept & ~creep_fail  # a creeping step is not taken: sweep from gamma
+            code = tl.where(accept, 1, tl.where(reject, 2, zero))
+            fail_code = tl.where(creep_fail, 11, 3)
+            fail = fail | creep_fail
+            # S4: sweep decision (safeguarded 1-D Newton on F_k inside G_k's bracket)
             sweep = gs
             g = tl.sum(tl.where(onek, Gt, 0.0), axis=0)
             fk = tl.sum(tl.where(onek, Ft, 0.0), axis=0)
@@ -345,7 +347,7 @@ if triton is not None:
             tinyw = 4.0 * EPS * tl.maximum(tl.abs(gx), 1.0)
             root = sweep & ((~finite) | (tl.abs(g) <= gtol) | (gb - ga <= tinyw)
                             | (gn >= GS_EVALS))
-            take = accept | (sweep & (root | ok))
+            take = take | (sweep & (root | ok))
             # S6: the taken point
             gamma = tl.where(take, trial, gamma)
             G = tl.where(take, Gt, G)
@@ -355,13 +357,16 @@ if triton is not None:
             et = tl.where(take, ett, et)
             f = tl.where(take, ft, f)
             conv = take & ok & final
+            was_done = done
             done = done | conv
             res = tl.max(tl.abs(G), axis=0)
-            ga = tl.where(sweep & (g < 0.0), gx, ga)
-            gb = tl.where(sweep & (g >= 0.0), gx, gb)
+            ga_new = tl.where(sweep & (g < 0.0), gx, ga)
+            gb_new = tl.where(sweep & (g >= 0.0), gx, gb)
+            ga = ga_new
+            gb = gb_new
             xn = gx - fk / tl.where(dg != 0.0, dg, 1.0)
-            good = (dg > 0.0) & (xn == xn) & (xn > ga) & (xn < gb)
-            gx = tl.where(good, xn, 0.5 * (ga + gb))
+            good = (dg > 0.0) & (xn == xn) & (tl.abs(xn) < float("inf")) & (xn > ga) & (xn < gb)
+            gx = tl.where(sweep, tl.where(good, xn, 0.5 * (ga + gb)), gx)
             gn = tl.where(sweep, gn + 1, gn)
             last = root & (gk == m - 1)
             nxt = root & ~last
@@ -369,17 +374,15 @@ if triton is not None:
             progress = res_t < gres
             gfail = tl.where(last, tl.where(progress, zero, gfail + 1), gfail)
             stall_now = last & (gfail >= GS_FAILS)
-            stalled = stalled | stall_now
-            code = tl.where(sweep, tl.where(last, 6, tl.where(nxt, 5, 4)), code)
-            code = tl.where(crept, 11, code)
-            code = tl.where(fail, 3, code)
-            code = tl.where(stall_now, 7, code)
-            start_gs = fail | crept
-            gs = (gs | start_gs) & ~leave
-            gk = tl.where(start_gs, zero, tl.where(nxt, gk + 1, gk))
+            stalled = stalled | (stall_now & final)  # a stage that stalls moves on (S8)
+            code = tl.where(sweep, tl.where(stall_now, 7, tl.where(
+                leave, 6, tl.where(nxt, 5, 4))), code)
+            # S5: start a sweep where the line search failed or crept; next principal
+            gs = (gs | fail) & ~leave
+            gk = tl.where(fail, zero, tl.where(nxt, gk + 1, gk))
             gk = tl.minimum(gk, m - 1)
             onek = ri == gk
-            reset = start_gs | nxt
+            reset = fail | nxt
             lo_k = tl.sum(tl.where(onek, lo, 0.0), axis=0)
             hi_k = tl.sum(tl.where(onek, hi, 0.0), axis=0)
             gam_k = tl.sum(tl.where(onek, gamma, 0.0), axis=0)
@@ -387,17 +390,20 @@ if triton is not None:
             gb = tl.where(reset, hi_k, gb)
             gx = tl.where(reset, tl.minimum(tl.maximum(gam_k, lo_k), hi_k), gx)
             gn = tl.where(reset, zero, gn)
-            gtol = tl.where(start_gs, tl.maximum(tol_s, GS_TOL * res), gtol)
-            gres = tl.where(start_gs, res, gres)
-            alpha = tl.where(leave | start_gs, 1.0, alpha)
-            halvings = tl.where(leave | start_gs, zero, halvings)
+            gtol = tl.where(fail, tl.maximum(tol_s, GS_TOL * res), gtol)
+            gres = tl.where(fail, res, gres)
+            alpha = tl.where(leave | fail, 1.0, alpha)
+            halvings = tl.where(leave | fail, zero, halvings)
+            creep = tl.where(leave | fail, zero, creep)
+            code = tl.where(fail, fail_code, code)
             renew = (accept | leave) & ~done
             if renew:
                 p = _direction(J, F, m, MU, M)
-            # S8: continuation
-            restart = (~cont) & (~conv) & (nit >= DIRECT_ITER) & (beta_start > beta)
-            restart = restart & ~(done | stalled)
-            advance = take & ok & ~final
+            code = tl.where(done & ~was_done, 10, code)
+            # S8: continuation (restart at a high temperature; a solved or stalled stage
+            # moves on to a lower one)
+            restart = (~cont) & (~done) & (~stalled) & (nit >= DIRECT_ITER) & (beta_start > beta)
+            advance = ((take & ok) | stall_now) & ~final
             fresh = restart | advance
             if fresh:
                 bs_next = tl.where(advance, tl.maximum(beta, bs / STAGE_RATIO), beta_start)
@@ -416,7 +422,6 @@ if triton is not None:
                 bs = bs_next
                 cont = cont | restart
             code = tl.where(restart, 8, tl.where(advance, 9, code))
-            code = tl.where(conv, 10, code)
             if TRACE:
                 pos = nit0 + nit - 1
                 if pos < tr_len:
