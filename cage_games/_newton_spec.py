@@ -41,9 +41,9 @@ S4. SWEEP decision (a bracketed 1-D Newton on ``F_k``, whose sign is that of ``G
     when the trial is not finite, ``|G_k| <= gtol``, the bracket is narrower than
     ``4 eps max(1, |x|)``, or ``gs_evals`` trials had been spent on it before this one.
     Found (or ``ok``): the trial is taken. The bracket ``[a, b]`` is updated by the sign
-    of ``G_k`` and the next ``x`` is the Newton step ``x - F_k / J_kk`` if ``J_kk > 0`` and it lands strictly inside,
-    else the midpoint. After principal ``m - 1`` (SWEEP_END) or on ``ok`` the row returns to
-    NEWTON with a fresh direction; a sweep that ends without lowering ``res`` below its value
+    of ``G_k`` and the next ``x`` is the Newton step ``x - F_k / J_kk`` if ``J_kk > 0`` and
+    it lands strictly inside, else the midpoint. After principal ``m - 1`` (SWEEP_END) or on
+    ``ok`` the row returns to NEWTON with a fresh direction; a sweep that ends without lowering ``res`` below its value
     at the sweep's start counts a failure; ``gs_fails`` failures in a row mark the row
     STALLED at the game's temperature, and end a continuation stage (STAGE, S8) above it.
 S5. Start a sweep (FALLBACK or CREEP): ``k = 0``, ``[a, b] = [lo_0, hi_0]``,
@@ -134,7 +134,9 @@ class NewtonSpec:
     stage_tol : float
         Residual that solves a continuation stage (at least ``tol``) (S2).
     version : int
-        Layout version of the struct the C++ kernel receives (bumped with any field change).
+        Version of this state machine, bumped with any change of a step or field; the C++
+        kernel states the version it implements (``CG_SPEC_VERSION``) and refuses any
+        other.
     """
 
     armijo: float = 1e-4
@@ -150,7 +152,7 @@ class NewtonSpec:
     direct_iter: int = 30
     stage_ratio: float = 4.0
     stage_tol: float = 1e-6
-    version: int = 1
+    version: int = 2
 
 
 SPEC = NewtonSpec()
