@@ -43,9 +43,10 @@ S4. SWEEP decision (a bracketed 1-D Newton on ``F_k``, whose sign is that of ``G
     Found (or ``ok``): the trial is taken. The bracket ``[a, b]`` is updated by the sign
     of ``G_k`` and the next ``x`` is the Newton step ``x - F_k / J_kk`` if ``J_kk > 0`` and
     it lands strictly inside, else the midpoint. After principal ``m - 1`` (SWEEP_END) or on
-    ``ok`` the row returns to NEWTON with a fresh direction; a sweep that ends without lowering ``res`` below its value
-    at the sweep's start counts a failure; ``gs_fails`` failures in a row mark the row
-    STALLED at the game's temperature, and end a continuation stage (STAGE, S8) above it.
+    ``ok`` the row returns to NEWTON with a fresh direction; a sweep that ends without
+    lowering ``res`` below its value at the sweep's start counts a failure; ``gs_fails``
+    failures in a row mark the row STALLED at the game's temperature, and end a
+    continuation stage (STAGE, S8) above it.
 S5. Start a sweep (FALLBACK or CREEP): ``k = 0``, ``[a, b] = [lo_0, hi_0]``,
     ``x = gamma_0``, ``gtol = max(tol_s, gs_tol * res)``, ``gres = res``
     (``gs_tol = 0``: exact 1-D roots).
