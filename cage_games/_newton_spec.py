@@ -32,31 +32,39 @@ S2. Evaluate ``G, F, J`` at the trial; ``nit += 1``. ``ok``: finite and ``res_t 
 S3. NEWTON decision. *Accept* if finite and (``f_t <= (1 - armijo * t) f`` or ``ok``): the
     Armijo test on ``||F||^2`` (Nocedal and Wright, *Numerical Optimization*, sec. 3.1).
     Otherwise *reject*: ``halvings += 1``; if ``halvings > max_halvings`` the line search
-    *fails* (-> S5 at the current point), else ``alpha /= 2`` (BACKTRACK). An accepted step with
-    ``t < tiny_step`` increments ``creep`` (any other accepted step resets it); when
-    ``creep >= tiny_steps`` the accepted point starts a sweep (CREEP -> S5). A step counts as
-    a Newton step only when it is accepted.
+    *fails* (FALLBACK -> S5 at the current point), else ``alpha /= 2`` (BACKTRACK). An
+    accepted step with ``t < tiny_step`` increments ``creep`` (any other accepted step
+    resets it); when ``creep >= tiny_steps`` and the trial is not ``ok``, that creeping step
+    is *not* taken and a sweep starts at the current point (CREEP -> S5).
 S4. SWEEP decision (a bracketed 1-D Newton on ``F_k``, whose sign is that of ``G_k``:
     rtsafe, Press et al., *Numerical Recipes*, 3rd ed., sec. 9.4). The 1-D root is *found*
     when the trial is not finite, ``|G_k| <= gtol``, the bracket is narrower than
-    ``4 eps max(1, |x|)``, or ``gs_evals`` trials were spent on it. Found (or ``ok``): the
-    trial is taken. The bracket ``[a, b]`` is updated by the sign of ``G_k`` and the next
-    ``x`` is the Newton step ``x - F_k / J_kk`` if ``J_kk > 0`` and it lands strictly inside,
-    else the midpoint. After principal ``m - 1`` (SWEEP_END) or on ``ok`` the row returns to
-    NEWTON with a fresh direction; a sweep that ends without lowering ``res`` below its value
-    at the sweep's start counts a failure, ``gs_fails`` failures in a row mark the row
-    STALLED.
+    ``4 eps max(1, |x|)``, or ``gs_evals`` trials had been spent on it before this one.
+    Found (or ``ok``): the trial is taken. The bracket ``[a, b]`` is updated by the sign
+    of ``G_k`` and the next ``x`` is the Newton step ``x - F_k / J_kk`` if ``J_kk > 0`` and
+    it lands strictly inside, else the midpoint. After principal ``m - 1`` (SWEEP_END) or on
+    ``ok`` the row returns to NEWTON with a fresh direction; a sweep that ends without
+    lowering ``res`` below its value at the sweep's start counts a failure; ``gs_fails``
+    failures in a row mark the row STALLED at the game's temperature, and end a
+    continuation stage (STAGE, S8) above it.
 S5. Start a sweep (FALLBACK or CREEP): ``k = 0``, ``[a, b] = [lo_0, hi_0]``,
-    ``x = gamma_0``, ``gtol = max(tol_s, gs_tol * res)``, ``gres = res``.
+    ``x = gamma_0``, ``gtol = max(tol_s, gs_tol * res)``, ``gres = res``
+    (``gs_tol = 0``: exact 1-D roots).
 S6. Taken point: ``gamma, G, F, J, f`` become the trial's; in NEWTON mode a new direction
     (D) is computed there and ``alpha = 1``, ``halvings = 0``.
-S7. Converged: a taken point with ``ok`` at the game's own temperature (CONVERGED).
+S7. Converged: a taken point with ``ok`` at the game's own temperature (CONVERGED). Floor
+    rule, for a caller that asks for more than it needs (``floor_tol > tol``; the numpy
+    solver polishes to ``tol / 100`` with ``floor_tol = tol``): at the game's temperature, a
+    NEWTON-mode row with ``res <= floor_tol`` also converges when its accepted step lowered
+    ``res`` by less than half, or instead of a FALLBACK or CREEP (rounding floor). The
+    batched backends run with ``floor_tol = tol``, where the rule never applies.
 S8. Continuation. RESTART: a running row that is not in continuation yet, has done
-    ``nit >= direct_iter`` iterations and did not converge in this one, and whose
+    ``nit >= direct_iter`` iterations, did not converge or stall in this one, and whose
     ``beta_start = max(beta, max_i (max_a u_i - min_a u_i)) > beta``, restarts at
     ``bs = beta_start`` from "nobody pays" (``gamma = hi - 1``). STAGE: a taken point with
     ``ok`` at ``bs > beta`` moves to ``bs' = max(beta, bs / stage_ratio)`` carrying the
-    thresholds (``gamma' = clip(gamma bs / bs')``). Both make the new point *fresh*:
+    thresholds (``gamma' = clip(gamma bs / bs')``); so does a stage that stalls (S4). Both
+    make the new point *fresh*:
     ``f = inf``, ``p = 0``, mode NEWTON, counters reset, so the next trial is the point
     itself and is always accepted (its evaluation counts in ``nit``).
 D.  Direction: ``p = -J^{-1} F`` (LU with partial pivoting); where ``J`` is exactly
@@ -80,7 +88,7 @@ Examples
 --------
 >>> from cage_games._newton_spec import SPEC, Code
 >>> SPEC.max_halvings, SPEC.direct_iter
-(4, 30)
+(40, 30)
 >>> Code.ACCEPT.name, int(Code.CONVERGED)
 ('ACCEPT', 10)
 """
@@ -127,23 +135,25 @@ class NewtonSpec:
     stage_tol : float
         Residual that solves a continuation stage (at least ``tol``) (S2).
     version : int
-        Layout version of the struct the C++ kernel receives (bumped with any field change).
+        Version of this state machine, bumped with any change of a step or field; the C++
+        kernel states the version it implements (``CG_SPEC_VERSION``) and refuses any
+        other.
     """
 
     armijo: float = 1e-4
-    max_halvings: int = 4
+    max_halvings: int = 40
     to_boundary: float = 0.995
     box_tiny: float = 1e-12
     tiny_step: float = 1.0 / 64
     tiny_steps: int = 3
     lm_mu: float = 1e-3
-    gs_tol: float = 1e-2
+    gs_tol: float = 0.0
     gs_evals: int = 40
     gs_fails: int = 3
     direct_iter: int = 30
     stage_ratio: float = 4.0
     stage_tol: float = 1e-6
-    version: int = 1
+    version: int = 2
 
 
 SPEC = NewtonSpec()
@@ -169,6 +179,6 @@ class Code(enum.IntEnum):
 def trace_rows(trace) -> list[list[int]]:
     """Per-row lists of codes from a ``(B, T)`` trace (any array-like), padding removed."""
     rows = []
-    for row in (trace.tolist() if hasattr(trace, "tolist") else trace):
+    for row in trace.tolist() if hasattr(trace, "tolist") else trace:
         rows.append([int(c) for c in row if int(c) != Code.IDLE])
     return rows

@@ -30,7 +30,7 @@ from cage_games.thresholds import ThresholdSystem
 __all__ = ["METHODS", "solve"]
 
 METHODS = ("auto", "newton", "gauss-seidel", "diagonalization", "menu-auction")
-_DEFAULT_MAX_ITER = {"newton": 200, "gauss-seidel": 5000, "diagonalization": 200}
+_DEFAULT_MAX_ITER = {"newton": 2000, "gauss-seidel": 5000, "diagonalization": 200}
 
 
 def solve(
@@ -56,8 +56,9 @@ def solve(
         threshold solvers; for ``"diagonalization"`` it bounds the change of the policy
         between sweeps (default ``1e-8``, the accuracy of the conic solver).
     max_iter : int, optional
-        Iteration limit (Newton steps, Gauss-Seidel or diagonalization sweeps); defaults 200,
-        5000 and 200.
+        Iteration limit (Newton: trial evaluations of its state machine, see
+        :mod:`cage_games._newton_spec`; Gauss-Seidel or diagonalization: sweeps); defaults
+        2000, 5000 and 200.
     x0 : array_like, shape (m,), optional
         Starting thresholds in utility units (default: every principal inactive).
 

@@ -34,26 +34,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from cage_games._newton_spec import SPEC, Code
 from cage_games.torch import _native
 
-# Sufficient-decrease constant of the Armijo test on f = ||F||^2 (Nocedal & Wright, sec. 3.1).
-_ARMIJO = 1e-4
-# Step halvings before the line search counts as failed.
-_HALVINGS = 4
-# Fraction of the distance to the box boundary a Newton step may travel (interior back-off).
-_TO_BOUNDARY = 0.995
-# Levenberg-Marquardt damping for rows whose Jacobian is singular, relative to tr(J^T J)/m.
-_MU = 1e-3
-# Gauss-Seidel fallback: 1-D tolerance relative to the residual at the sweep's start, 1-D
-# evaluation cap per principal, and sweeps without progress before a row counts as stalled.
-_GS_TOL = 1e-2
-_GS_EVALS = 40
-_GS_FAILS = 3
-# Temperature continuation: ratio between stages and the residual required before moving on.
-_STAGE_RATIO = 4.0
-_STAGE_TOL = 1e-6
-# Direct Newton iterations before a row restarts with temperature continuation.
-_DIRECT_ITER = 30
+# Every constant of the method is in SPEC (cage_games._newton_spec), shared by all backends.
+_DIRECT_ITER = SPEC.direct_iter
 # Below this the unpaid mass s_i enters F linearly (log s_min + s / s_min - 1) instead of as
 # a logarithm: the fused kernel resolves s_i down to about exp(-60) (float32) below the
 # largest weight, so smaller values are not trusted in a logarithm. Only the path to the
@@ -376,7 +361,7 @@ def _direction(J: Tensor, G: Tensor, sync: bool, kern: _native.Kernels | None = 
     g = (jt @ G.unsqueeze(-1)).squeeze(-1)
     scale = torch.diagonal(h, dim1=1, dim2=2).mean(-1).clamp_min(torch.finfo(G.dtype).tiny)
     eye = torch.eye(m, dtype=G.dtype, device=G.device)
-    lm, _ = torch.linalg.solve_ex(h + (_MU * scale)[:, None, None] * eye, -g.unsqueeze(-1))
+    lm, _ = torch.linalg.solve_ex(h + (SPEC.lm_mu * scale)[:, None, None] * eye, -g.unsqueeze(-1))
     lm = torch.nan_to_num(lm.squeeze(-1), nan=0.0, posinf=0.0, neginf=0.0)
     return torch.where(ok.unsqueeze(-1), newton, lm)
 
@@ -388,7 +373,7 @@ def _step_length(gamma: Tensor, p: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
     room = torch.where(p < 0, (gamma - lo) / -p, (hi - gamma) / p)
     room = torch.where(p == 0, torch.inf, room)
     t = room.amin(-1)
-    return torch.where((t >= 1.0) | (t <= 1e-12), 1.0, _TO_BOUNDARY * t)
+    return torch.where((t >= 1.0) | (t <= SPEC.box_tiny), 1.0, SPEC.to_boundary * t)
 
 
 class State(NamedTuple):
@@ -416,6 +401,7 @@ class State(NamedTuple):
     done: Tensor  # (B,) bool, converged at the game's own temperature
     stalled: Tensor  # (B,) bool, no progress possible any more
     nit: Tensor  # (B,) int, trial evaluations so far
+    creep: Tensor  # (B,) int, accepted steps shorter than SPEC.tiny_step in a row
 
 
 def _start_native(data: Data, tol: Tensor) -> tuple[State, dict[str, Tensor]]:
@@ -441,6 +427,7 @@ def _start_native(data: Data, tol: Tensor) -> tuple[State, dict[str, Tensor]]:
         **d, alpha=torch.ones(B, dtype=dt), halvings=torch.zeros(B, dtype=torch.int64), gs=false,
         gk=izeros, ga=zeros, gb=zeros, gx=zeros, gn=izeros, gtol=zeros, gres=zeros,
         gfail=izeros, bs=beta, cont=false, nit=torch.zeros(B, dtype=torch.int64),
+        creep=torch.zeros(B, dtype=torch.int64),
     ), out  # fmt: skip
 
 
@@ -478,6 +465,7 @@ def _start(data: Data, gamma: Tensor, tol: Tensor, sync: bool) -> State:
         done=res <= tol,
         stalled=~torch.isfinite(res),
         nit=izeros,
+        creep=izeros,
     )
 
 
@@ -486,21 +474,25 @@ def _pick(x: Tensor, k: Tensor) -> Tensor:
     return x.gather(-1, k.unsqueeze(-1)).squeeze(-1)
 
 
-def _step(data: Data, st: State, tol: Tensor, continuation: bool, sync: bool, gs_on: bool) -> State:
-    """One iteration of the per-row state machine: one trial evaluation for every row.
+def _step(
+    data: Data, st: State, tol: Tensor, continuation: bool, sync: bool, gs_on: bool
+) -> tuple[State, Tensor]:
+    """One iteration of the state machine of :mod:`cage_games._newton_spec` (steps S1-S8):
+    one trial evaluation for every running row.
 
     A row is either in Newton mode (trial = projected, backtracked Newton step on ``F``,
     accepted on sufficient decrease of ``||F||^2``) or in a Gauss-Seidel sweep (trial = the
     current point with one threshold replaced by the iterate of a bracketed 1-D
     Newton/bisection on that principal's own equation, whose sign is monotone in its
-    threshold). A Newton row whose line search fails starts a sweep; a finished sweep returns
-    to Newton.
+    threshold). A Newton row whose line search fails or creeps starts a sweep; a finished
+    sweep returns to Newton.
 
     With ``sync`` (tolerance mode) two flags are read on the host to skip the sweep and
     continuation bookkeeping when no row needs it; ``gs_on`` says whether any row is in a
     sweep and ``continuation`` whether a row may restart or advance a stage (the caller
-    knows: no row restarts before ``_DIRECT_ITER`` iterations). Without ``sync`` every block
-    runs (no host read).
+    knows: no row restarts before ``SPEC.direct_iter`` iterations). Without ``sync`` every
+    block runs (no host read). Returns the new state and the (B,) int8 decision codes
+    (:class:`cage_games._newton_spec.Code`; ``IDLE`` for rows not running).
     """
     running = ~(st.done | st.stalled)
     lo, hi = box(data, st.bs)
@@ -520,39 +512,39 @@ def _step(data: Data, st: State, tol: Tensor, continuation: bool, sync: bool, gs
     res_t = Gt.abs().amax(-1)
     finite = torch.isfinite(ft) & torch.isfinite(res_t)
     final = (st.bs <= data.beta).squeeze(-1)
-    tol_s = torch.where(final, tol, torch.clamp_min(tol, _STAGE_TOL))
+    tol_s = torch.where(final, tol, torch.clamp_min(tol, SPEC.stage_tol))
     ok = finite & (res_t <= tol_s)
     nit = st.nit + running.to(st.nit.dtype)
 
-    # Newton rows: Armijo backtracking on ||F||^2.
+    # S3, Newton rows: Armijo backtracking on ||F||^2; creeping test.
     newt = running & ~st.gs
-    accept = newt & finite & ((ft <= (1.0 - _ARMIJO * t) * st.f) | ok)
+    accept = newt & finite & ((ft <= (1.0 - SPEC.armijo * t) * st.f) | ok)
     reject = newt & ~accept
     halvings = torch.where(reject, st.halvings + 1, 0)
-    fail = reject & (halvings > _HALVINGS)
+    creep = torch.where(accept, torch.where(t < SPEC.tiny_step, st.creep + 1, 0), st.creep)
+    creep_fail = accept & ~ok & (creep >= SPEC.tiny_steps) if SPEC.tiny_steps > 0 else None
+    fail = reject & (halvings > SPEC.max_halvings)
     alpha = torch.where(reject & ~fail, 0.5 * st.alpha, 1.0)
     take = accept
+    code = torch.where(accept, Code.ACCEPT, torch.where(reject, Code.BACKTRACK, 0))
+    if creep_fail is not None:
+        take = accept & ~creep_fail  # the creeping step is not taken: sweep from gamma
+        fail = fail | creep_fail
+    fail_code = (
+        torch.where(creep_fail, Code.CREEP, Code.FALLBACK) if creep_fail is not None else None
+    )
+    stall_now = torch.zeros_like(running)
     if gs_on:
-        # Gauss-Seidel rows: safeguarded 1-D Newton on F_k (rtsafe, Numerical Recipes 9.4);
-        # F_k has the sign of G_k, whose bracket the sweep keeps.
+        # S4, Gauss-Seidel rows: safeguarded 1-D Newton on F_k (rtsafe, Numerical Recipes
+        # 9.4); F_k has the sign of G_k, whose bracket the sweep keeps.
         sweep = running & st.gs
         g = _pick(Gt, st.gk)
         tiny = 4 * torch.finfo(g.dtype).eps * st.gx.abs().clamp_min(1.0)
         width = st.gb - st.ga
-        root = sweep & (~finite | (g.abs() <= st.gtol) | (width <= tiny) | (st.gn >= _GS_EVALS))
+        root = sweep & (~finite | (g.abs() <= st.gtol) | (width <= tiny) | (st.gn >= SPEC.gs_evals))
         take = take | (sweep & (root | ok))
     # Rows with a new point keep its Jacobian (a new direction is computed there).
     need_j = take & ~(ok & final)
-    if continuation:
-        restart = running & ~st.cont & ~(take & ok & final) & (nit >= _DIRECT_ITER)
-        restart = restart & (data.beta_start > data.beta).squeeze(-1)
-        advance = take & ok & ~final
-        fresh = restart | advance
-    if sync:
-        any_fresh_t = fresh.any() if continuation else fail.any()
-        any_fail, any_fresh = torch.stack([fail.any(), any_fresh_t]).tolist()
-    else:
-        any_fail = any_fresh = True
     J = torch.where(need_j[:, None, None], Jt, st.J)
 
     tk = take.unsqueeze(-1)
@@ -566,6 +558,10 @@ def _step(data: Data, st: State, tol: Tensor, continuation: bool, sync: bool, gs
     gs, k_new, ga, gb, gx, gn = st.gs, st.gk, st.ga, st.gb, st.gx, st.gn
     gtol, gres, gfail, stalled = st.gtol, st.gres, st.gfail, st.stalled
     renew = accept
+    if sync:
+        any_fail = bool(fail.any())
+    else:
+        any_fail = True
     if gs_on or any_fail:
         res = G.abs().amax(-1)
         if gs_on:
@@ -581,10 +577,23 @@ def _step(data: Data, st: State, tol: Tensor, continuation: bool, sync: bool, gs
             leave = last | (sweep & ok)
             progress = res_t < st.gres
             gfail = torch.where(last, torch.where(progress, 0, st.gfail + 1), st.gfail)
-            stalled = stalled | (last & (gfail >= _GS_FAILS))
+            stall_now = last & (gfail >= SPEC.gs_fails)
+            # a stage that stalls moves on (S8); at the game's temperature the row stops
+            stalled = stalled | (stall_now & final)
+            code = torch.where(
+                sweep,
+                torch.where(
+                    stall_now,
+                    Code.STALLED,
+                    torch.where(
+                        leave, Code.SWEEP_END, torch.where(nxt, Code.SWEEP_NEXT, Code.SWEEP)
+                    ),
+                ),
+                code,
+            )
         else:
             nxt = leave = torch.zeros_like(fail)
-        # Start a sweep where the line search failed; move to the next principal; end a sweep.
+        # S5: start a sweep where the line search failed or crept; next principal; end.
         gs = (st.gs | fail) & ~leave
         k_new = torch.where(fail, 0, torch.where(nxt, st.gk + 1, st.gk)).clamp_max(m - 1)
         reset = fail | nxt
@@ -593,21 +602,36 @@ def _step(data: Data, st: State, tol: Tensor, continuation: bool, sync: bool, gs
         gb = torch.where(reset, hi_k, gb)
         gx = torch.where(reset, torch.minimum(torch.maximum(_pick(gamma, k_new), lo_k), hi_k), gx)
         gn = torch.where(reset, 0, gn)
-        gtol = torch.where(fail, torch.maximum(tol_s, _GS_TOL * res), gtol)
+        gtol = torch.where(fail, torch.maximum(tol_s, SPEC.gs_tol * res), gtol)
         gres = torch.where(fail, res, gres)
         alpha = torch.where(leave | fail, 1.0, alpha)
         halvings = torch.where(leave | fail, 0, halvings)
+        creep = torch.where(leave | fail, 0, creep)
         renew = renew | leave
+        if fail_code is not None:
+            code = torch.where(fail, fail_code, code)
+        else:
+            code = torch.where(fail, Code.FALLBACK, code)
     p = torch.where((renew & ~done).unsqueeze(-1), _direction(J, F, sync, data.kern), st.p)
+    code = torch.where(done & ~st.done, Code.CONVERGED, code)
 
     bs, cont = st.bs, st.cont
-    if continuation and any_fresh:
-        # Restart a row still not done after _DIRECT_ITER evaluations at a high temperature;
-        # a solved stage moves on to a lower one (thresholds carried over in utility units).
-        # Either way the new point is evaluated first (f = inf, p = 0).
+    if continuation:
+        # S8: restart a row still not done after direct_iter evaluations at a high
+        # temperature; a solved (or stalled) stage moves on to a lower one (thresholds
+        # carried over in utility units). Either way the new point is evaluated first
+        # (f = inf, p = 0).
+        restart = running & ~st.cont & ~done & ~stalled & (nit >= SPEC.direct_iter)
+        restart = restart & (data.beta_start > data.beta).squeeze(-1)
+        advance = ((take & ok) | stall_now) & ~final
+        fresh = restart | advance
+        any_fresh = bool(fresh.any()) if sync else True
+    else:
+        any_fresh = False
+    if any_fresh:
         bs_next = torch.where(
             advance.unsqueeze(-1),
-            torch.maximum(data.beta, st.bs / _STAGE_RATIO),
+            torch.maximum(data.beta, st.bs / SPEC.stage_ratio),
             torch.where(restart.unsqueeze(-1), data.beta_start, st.bs),
         )
         lo_n, hi_n = box(data, bs_next)
@@ -621,28 +645,39 @@ def _step(data: Data, st: State, tol: Tensor, continuation: bool, sync: bool, gs
         gs = gs & ~fresh
         alpha = torch.where(fresh, 1.0, alpha)
         halvings = torch.where(fresh, 0, halvings)
+        creep = torch.where(fresh, 0, creep)
         gfail = torch.where(fresh, 0, gfail)
         bs, cont = bs_next, cont | restart
+        code = torch.where(restart, Code.RESTART, torch.where(advance, Code.STAGE, code))
+    code = torch.where(running, code, 0).to(torch.int8)
     return State(
         gamma, G, F, J, lse, xmax, f, p, alpha, halvings, gs, k_new, ga, gb, gx, gn, gtol,
-        gres, gfail, bs, cont, done, stalled, nit,
-    )  # fmt: skip
+        gres, gfail, bs, cont, done, stalled, nit, creep,
+    ), code  # fmt: skip
 
 
 def _fast(
-    data: Data, st: State, tol: Tensor, n_iter: int, compact: bool, out: dict | None = None
+    data: Data,
+    st: State,
+    tol: Tensor,
+    n_iter: int,
+    compact: bool,
+    out: dict | None = None,
+    trace: list | None = None,
 ) -> tuple[State, int]:
     """Up to ``n_iter`` iterations of :func:`_step` specialised to rows in Newton mode at their
     own temperature (tolerance mode only), with a fraction of its small-tensor operations.
 
     It makes exactly the decisions :func:`_step` makes (same trial points, acceptance,
-    halvings, directions) and stops before the first iteration in which a row's line search
-    fails (that iteration is left to :func:`_step`, which starts a Gauss-Seidel sweep there).
-    Returns the state and the number of iterations done.
+    halvings, creeping test, directions) and stops before the first iteration in which a
+    row's line search fails or creeps (that iteration is left to :func:`_step`, which starts
+    a Gauss-Seidel sweep there). Returns the state and the number of iterations done; with a
+    ``trace`` list, appends each iteration's (B,) int8 decision codes.
     """
     if data.kern is not None:
         assert out is not None
-        return _fast_native(data, st, tol, n_iter, out)
+        return _fast_native(data, st, tol, n_iter, out, trace)
+    B = st.gamma.shape[0]
     full, idx = st, None
     sub, sub_data, sub_tol = st, data, tol
     running = ~(st.done | st.stalled)
@@ -671,15 +706,25 @@ def _fast(
         res_t = ev.G.abs().amax(-1)
         finite = torch.isfinite(ft) & torch.isfinite(res_t)
         ok = finite & (res_t <= sub_tol)
-        accept = running & finite & ((ft <= (1.0 - _ARMIJO * t) * sub.f) | ok)
+        accept = running & finite & ((ft <= (1.0 - SPEC.armijo * t) * sub.f) | ok)
         reject = running & ~accept
         halvings = torch.where(reject, sub.halvings + 1, 0)
-        fail = reject & (halvings > _HALVINGS)
+        creep = torch.where(accept, torch.where(t < SPEC.tiny_step, sub.creep + 1, 0), sub.creep)
+        fail = reject & (halvings > SPEC.max_halvings)
+        if SPEC.tiny_steps > 0:
+            fail = fail | (accept & ~ok & (creep >= SPEC.tiny_steps))
         done = sub.done | (accept & ok)
         running_new = ~(done | sub.stalled)
         any_fail, n_run = torch.stack([fail.any(), running_new.sum()]).tolist()
         if any_fail:
             break  # _step redoes this iteration (same trial) and starts the sweeps
+        if trace is not None:
+            code = torch.where(
+                accept,
+                torch.where(ok, Code.CONVERGED, Code.ACCEPT),
+                torch.where(reject, Code.BACKTRACK, 0),
+            ).to(torch.int8)
+            _record(trace, code, idx, B)
         tk = accept.unsqueeze(-1)
         J = torch.where((accept & ~ok)[:, None, None], ev.J, sub.J)
         F = torch.where(tk, ev.F, sub.F)
@@ -697,14 +742,38 @@ def _fast(
             halvings=halvings,
             done=done,
             nit=sub.nit + running.to(sub.nit.dtype),
+            creep=creep,
         )
         running = running_new
         k += 1
     return (sub if idx is None else _scatter_state(full, sub, idx)), k
 
 
+def _record(trace: list | None, code: Tensor, idx: Tensor | None, B: int) -> None:
+    """Append one iteration's codes of the rows ``idx`` (all if ``None``) as a (B,) int8."""
+    if trace is None:
+        return
+    if idx is None:
+        trace.append(code.to(torch.int8))
+    else:
+        full = torch.zeros(B, dtype=torch.int8, device=code.device)
+        trace.append(full.index_copy_(0, idx, code.to(torch.int8)))
+
+
+def stack_trace(trace: list[Tensor], B: int) -> Tensor:
+    """The (B, T) int8 trace (:mod:`cage_games._newton_spec`) from per-iteration codes."""
+    if not trace:
+        return torch.zeros(B, 0, dtype=torch.int8)
+    return torch.stack([c.cpu() for c in trace], 1)
+
+
 def _fast_native(
-    data: Data, st: State, tol: Tensor, n_iter: int, out: dict[str, Tensor]
+    data: Data,
+    st: State,
+    tol: Tensor,
+    n_iter: int,
+    out: dict[str, Tensor],
+    trace: list | None = None,
 ) -> tuple[State, int]:
     """:func:`_fast` as one call of the fused library (same decisions, no per-iteration
     torch operations; rows that finish drop out of the evaluations without any copy).
@@ -713,14 +782,19 @@ def _fast_native(
     assert data.kern is not None and data.idx is not None
     fields = ("gamma", "G", "F", "J", "lse", "xmax", "f", "p", "alpha", "halvings", "done", "nit")
     # updated in place: the tensors of a state from _start_native are fresh and contiguous
-    state = {k: getattr(st, k) for k in (*fields, "stalled")}
+    state = {k: getattr(st, k) for k in (*fields, "stalled", "creep")}
     state.update(out)
     assert all(x.is_contiguous() for x in state.values())
     dt = st.gamma.dtype
+    codes = None
+    if trace is not None:
+        codes = torch.zeros(st.gamma.shape[0], max(n_iter, 1), dtype=torch.int8)
     k, _ = data.kern.newton(
         data.u, data.v, data.idx, data.ib, data.beta, data.umin, data.umax, data.kap,
-        tol.contiguous(), _S_MIN[dt], _GAP[dt], _ARMIJO, _HALVINGS, _TO_BOUNDARY, n_iter, state,
+        tol.contiguous(), _S_MIN[dt], _GAP[dt], n_iter, state, codes,
     )  # fmt: skip
+    if codes is not None:
+        trace.extend(codes[:, i].clone() for i in range(k))
     return st, k
 
 
@@ -741,6 +815,7 @@ def newton(
     fixed_iters: int | None,
     continuation: bool = True,
     compact: bool = True,
+    trace: list | None = None,
 ) -> tuple[State, dict[str, Tensor] | None]:
     """Batched safeguarded Newton from ``gamma0`` (already inside the box).
 
@@ -750,7 +825,9 @@ def newton(
     the rows still iterating only (once at most half of them are).
 
     The second result is, with the fused kernel, the log-weights buffer of
-    :func:`_start_native` (used by :func:`finish`), else ``None``.
+    :func:`_start_native` (used by :func:`finish`), else ``None``. With a ``trace`` list,
+    every iteration appends its (B,) int8 decision codes (:mod:`cage_games._newton_spec`;
+    :func:`stack_trace` makes the (B, T) trace).
     """
     out = None
     if data.kern is not None:
@@ -760,13 +837,15 @@ def newton(
         st = _start(data, gamma0, tol, fixed_iters is None)
     if fixed_iters is not None:
         for _ in range(fixed_iters):
-            st = _step(data, st, tol, continuation, sync=False, gs_on=True)
+            st, code = _step(data, st, tol, continuation, sync=False, gs_on=True)
+            _record(trace, code, None, code.shape[0])
         return st, None
     # Compacting costs a gather of every state tensor (and, without the fused kernel, of the
     # utilities): worth it for long rows only.
     compact = compact and (data.kern is not None or data.u.shape[1] * data.u.shape[2] >= 4096)
     n_fast = min(max_iter, _DIRECT_ITER - 1) if continuation else max_iter
-    st, k0 = _fast(data, st, tol, n_fast, compact, out)
+    st, k0 = _fast(data, st, tol, n_fast, compact, out, trace)
+    B = st.gamma.shape[0]
     full, idx = st, None  # idx: rows of ``full`` that ``sub`` holds (None = all of them)
     sub, sub_data, sub_tol = st, data, tol
     for k in range(k0, max_iter):
@@ -782,7 +861,8 @@ def newton(
             sub = _gather_state(sub, keep)
             sub_data, sub_tol = data.rows(idx), tol.index_select(0, idx)
         cont_on = continuation and (n_cont > 0 or k + 1 >= _DIRECT_ITER)
-        sub = _step(sub_data, sub, sub_tol, cont_on, sync=True, gs_on=n_gs > 0)
+        sub, code = _step(sub_data, sub, sub_tol, cont_on, sync=True, gs_on=n_gs > 0)
+        _record(trace, code, idx, B)
     return (sub if idx is None else _scatter_state(full, sub, idx)), out
 
 
