@@ -567,9 +567,12 @@ def solve_batch_kl(
             "give exactly one of beta (a fixed temperature) and target_kl (the KL per token "
             f"to reach); got beta={beta!r}, target_kl={target_kl!r}"
         )
+    bk = _backend(backend, lg.device)
+    if bk == "triton":
+        return _kl_triton(lg, utilities, beta, target_kl, mask, caps, tol, max_iter,
+                          fixed_iters, check_inputs)  # fmt: skip
     if check_inputs:
         _check_finite(lg, "logits", allow_neg_inf=True)
-    bk = _backend(backend, lg.device)
     tgt = None
     if target_kl is not None:
         tgt = _beta(target_kl, B, lg.device, dt, check_inputs).reshape(B)
@@ -606,21 +609,6 @@ def solve_batch_kl(
         )
     opts = {"tol": tol, "max_iter": max_iter, "fixed_iters": fixed_iters,
             "check_inputs": check_inputs}  # fmt: skip
-    if bk == "triton":
-        u = utilities.to(dt)
-        if u.ndim != 3 or u.shape[0] != B or u.shape[2] != n:
-            raise ValueError(
-                f"utilities must have shape (B, m, n) = ({B}, m, {n}), got {tuple(u.shape)}"
-            )
-        cap = _caps(caps, B, u.shape[1], lg.device, dt, check_inputs)
-        tol_f = _DEFAULT_TOL[dt] if tol is None else float(tol)
-        return _solve_triton(
-            lp, u, bt.reshape(B), bt.reshape(B), cap, tol_f, tol is None,
-            fixed_iters if fixed_iters is not None else int(max_iter),
-            "tolerance" if fixed_iters is None else "fixed", check_inputs,
-            torch.where(allowed, lp, -math.inf), u, None,
-            None if check_inputs else empty.squeeze(1), target_kl=tgt,
-        )  # fmt: skip
     u_dt = utilities.to(dt)
 
     def solve(b: Tensor, rows: Tensor | None = None) -> BatchSolution:
@@ -636,6 +624,79 @@ def solve_batch_kl(
         sol = solve(bt)
         return _with_kl(sol, lp, bt.reshape(B), None)
     return _kl_search(solve, lp, utilities.to(dt), allowed, tgt)
+
+
+def _kl_triton(
+    lg: Tensor, utilities: object, beta: object, target_kl: object, mask: Tensor | None,
+    caps: object, tol: float | None, max_iter: int, fixed_iters: int | None, check: bool,
+) -> BatchSolution:
+    """:func:`solve_batch_kl` on the Triton kernel, with as few host reads and launches as
+    possible (one read for all the value checks; the kernel normalises the logits itself)."""
+    B, n = lg.shape
+    dt = _UPCAST.get(lg.dtype, lg.dtype)
+    u = _tensor(utilities, "utilities")
+    if u.ndim != 3 or u.shape[0] != B or u.shape[2] != n:
+        raise ValueError(f"utilities must have shape (B, m, n) = ({B}, m, {n}), got "
+                         f"{tuple(u.shape)}")  # fmt: skip
+    if _UPCAST.get(u.dtype, u.dtype) != dt:
+        raise TypeError(f"utilities has dtype {u.dtype} but logits has {lg.dtype}; give both "
+                        "the same dtype")  # fmt: skip
+    if u.device != lg.device:
+        raise ValueError(f"utilities is on {u.device} but logits is on {lg.device}")
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise TypeError("mask must be a torch.bool tensor (True = action allowed)")
+        if mask.shape != (B, n):
+            raise ValueError(f"mask must have shape {(B, n)} like logits, got {tuple(mask.shape)}")
+        if mask.device != lg.device:
+            raise ValueError(f"mask is on {mask.device} but logits is on {lg.device}")
+    if fixed_iters is not None and (isinstance(fixed_iters, bool) or int(fixed_iters) < 0):
+        raise ValueError(f"fixed_iters must be None or an integer >= 0, got {fixed_iters!r}")
+    if isinstance(max_iter, bool) or int(max_iter) < 0:
+        raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+    if tol is not None and not (isinstance(tol, numbers.Real) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    target = None
+    if target_kl is not None:
+        target = _beta(target_kl, B, lg.device, dt, False).reshape(B)
+        bt = torch.ones(B, dtype=dt, device=lg.device)
+        scalars = target
+    else:
+        bt = _beta(beta, B, lg.device, dt, False).reshape(B)
+        scalars = bt
+    u = u.to(dt).contiguous()
+    cap = _caps(caps, B, u.shape[1], lg.device, dt, False)
+    lp = lg.to(dt)
+    if mask is not None:
+        lp = torch.where(mask, lp, -math.inf)
+    empty = (lp == -math.inf).all(-1)
+    if check:
+        flags = [torch.isnan(lp).any(), torch.isposinf(lp).any(), empty.any(),
+                 ~torch.isfinite(u.sum(1)).all(), ~(torch.isfinite(scalars) & (scalars > 0)).all()]
+        if cap is not None:
+            flags += [torch.isnan(cap).any(), ~(cap > 0).all()]
+        bad = torch.stack(flags).tolist()  # the one host read of the checks
+        if bad[0] or bad[1]:
+            _check_finite(lp, "logits", allow_neg_inf=True)
+        if bad[2]:
+            rows = empty.nonzero().squeeze(1)[:5].tolist()
+            raise ValueError(
+                f"mask (combined with logits > -inf) excludes every action in rows {rows}: "
+                "each game needs at least one allowed action"
+            )
+        if bad[3]:
+            _check_finite(u, "utilities")
+        if bad[4]:
+            name = "target_kl" if target is not None else "beta"
+            raise ValueError(f"{name} must be finite and > 0 in every row")
+        if cap is not None and (bad[5] or bad[6]):
+            raise ValueError("caps must be > 0 and not NaN (use inf for an uncapped principal)")
+    return _solve_triton(
+        lp, u, bt, bt, cap, _DEFAULT_TOL[dt] if tol is None else float(tol), tol is None,
+        fixed_iters if fixed_iters is not None else int(max_iter),
+        "tolerance" if fixed_iters is None else "fixed", False, lp, u, None,
+        None if check else empty, target_kl=target,
+    )  # fmt: skip
 
 
 def _kl_of(log_policy: Tensor, lp: Tensor) -> Tensor:
