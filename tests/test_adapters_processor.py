@@ -441,3 +441,29 @@ def test_prompted_objective_can_reuse_the_base_distribution(tok, model):
     b = obj.PromptedObjective("Be warm.", tok, model, reuse_base=True).rewards(ctx)
     assert torch.allclose(a, b, atol=1e-4)
     assert a.abs().max() > 1e-3  # the instruction does move the distribution
+
+
+@pytest.mark.parametrize("mode", [{"beta": 0.5}, {"target_kl": 0.2}], ids=["beta", "target"])
+def test_processor_backends_agree(tok, model, mode):
+    """backend="triton" (the fused kernel, here in Triton's interpreter) and backend="torch"
+    give the processor the same policy, with the strength search inside the kernel."""
+    pytest.importorskip("triton")
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("needs TRITON_INTERPRET=1 (set by conftest)")
+    objs = [obj.SequenceObjective(_keyword_scorer("e"), tok, name="e"),
+            obj.SequenceObjective(lambda ts: [-float(len(t)) for t in ts], tok, name="short")]
+    outs = {}
+    for bk in ("torch", "triton"):
+        proc = CageLogitsProcessor(objs, weights=[1.0, 0.5], top_k=8, backend=bk, **mode)
+        _, _, out, rec = _direct_game(proc, model, tok, ["The cafe was", "A bad day"])
+        outs[bk] = (out, rec)
+    (a, ra), (b, rb) = outs["torch"], outs["triton"]
+    fin = torch.isfinite(a)
+    assert torch.equal(fin, torch.isfinite(b))
+    assert float((a[fin] - b[fin]).abs().max()) <= 1e-6
+    np.testing.assert_allclose(ra.kl, rb.kl, atol=1e-7)
+    np.testing.assert_allclose(ra.beta, rb.beta, rtol=1e-6)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        CageLogitsProcessor(objs, backend="gpu")
