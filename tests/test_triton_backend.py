@@ -18,8 +18,11 @@ torch = pytest.importorskip("torch")
 triton = pytest.importorskip("triton")
 
 import cage_games as cg  # noqa: E402
-from cage_games.torch import solve_batch, solve_batch_kl  # noqa: E402
-from cage_games.torch import _triton  # noqa: E402
+from cage_games.torch import (  # noqa: E402
+    _triton,
+    solve_batch,
+    solve_batch_kl,
+)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
@@ -174,7 +177,7 @@ def test_triton_makes_the_numpy_decisions_on_hard_games():
     seen = set()
     for v, u, beta, caps, mask in hard_batches(3, count=4, B=3):
         ref = numpy_runs(v, u, beta, caps, mask)
-        B, m, n = u.shape
+        B = u.shape[0]
         lp = torch.tensor(v if mask is None else np.where(mask, v, -np.inf))
         cap = None if caps is None else torch.tensor(caps)
         out = _triton.solve(
