@@ -38,6 +38,7 @@ for p in (ROOT, ROOT / "adapters", ROOT / "benchmarks"):
         sys.path.insert(0, str(p))
 
 T0 = time.perf_counter()
+QUICK = False  # --quick: the small cases only (a re-check that fits a short device lease)
 
 
 def log(msg: str = "") -> None:
@@ -98,6 +99,8 @@ def random_games(B, m, n, seed, masked, capped):
 def check_agreement(ct, device: str, dry: bool) -> bool:
     log("1. agreement: CPU float64 vs device float64 / float32")
     cases = [(32, 1, 16), (32, 3, 1000), (16, 8, 50000)] if not dry else [(4, 2, 10), (4, 3, 50)]
+    if QUICK:
+        cases = [(32, 3, 1000)]
     ok = True
     for B, m, n in cases:
         for masked, capped in [(False, False), (True, False), (False, True)]:
@@ -292,6 +295,8 @@ def solve_modes(ct, device: str, dry: bool) -> list[str]:
     lines = []
     cases = [(8, 20, 4), (64, 151936, 4)] if not dry else [(8, 20, 4), (4, 500, 4)]
     backends = ["triton", "torch"] if device.startswith("cuda") else ["native", "torch"]
+    if QUICK:
+        cases, backends = cases[:1], backends[:1]
     if dry:
         backends = ["native", "torch"]
     for B, n, m in cases:
@@ -380,7 +385,7 @@ def decode_compare(device: str, dry: bool, tok_dir: str | None) -> None:
         proc = make()
         kw = {"logits_processor": LogitsProcessorList([proc])} if proc is not None else {}
         times = []
-        for rep in range(3 if not dry else 1):
+        for rep in range(3 if not (dry or QUICK) else 2):
             if proc is not None:
                 proc.reset() if hasattr(proc, "reset") else None
             torch.manual_seed(rep)
@@ -418,7 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokenizer", default=None,
                     help="directory with a tokenizer's files (section 6; no weights needed)")
     ap.add_argument("--only", default=None, help="comma-separated sections to run (1-6)")
+    ap.add_argument("--quick", action="store_true",
+                    help="small cases only: B=8 k=20 timings, decoding, one agreement case")
     args = ap.parse_args(argv)
+    global QUICK
+    QUICK = args.quick
     dry = args.dry_run
     device = "cpu" if dry else args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
