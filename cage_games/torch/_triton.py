@@ -249,7 +249,7 @@ if triton is not None:
 
     @triton.jit
     def _solve_row(LP, U, CAP, row, n, m, sl, su, sm, vs, beta, tol, budget, gstart, warm,
-                   smin, TR, tr_off, tr_len, nit0,
+                   smin, TR, tr_off, tr_len, nit0, lse0, eu, umin, umax,
                    M: tl.constexpr, BN: tl.constexpr, CAPPED: tl.constexpr,
                    TRACE: tl.constexpr, ARMIJO: tl.constexpr, HALVINGS: tl.constexpr,
                    TO_BOUNDARY: tl.constexpr, BOX_TINY: tl.constexpr,
@@ -261,10 +261,11 @@ if triton is not None:
         ``u / bs`` at the stage temperature ``bs``), by the state machine of
         :mod:`cage_games._newton_spec` (steps S0-S8 and D, one trial evaluation per
         iteration). ``gstart`` (utility units) replaces the no-transfer start when ``warm``.
+        ``lse0, eu, umin, umax`` are :func:`_setup`'s at ``vs / beta`` (the caller's: the
+        strength search reuses one set-up for all its solves).
         Trace codes are written from position ``nit0`` of the row's trace."""
         ri = tl.arange(0, M)
         rv = ri < m
-        lse0, eu, umin, umax = _setup(LP, U, row, n, m, sl, su, sm, vs / beta, M, BN)
         if CAPPED:
             capv = tl.load(CAP + row * m + ri, mask=rv, other=float("inf"))
         else:
@@ -464,9 +465,11 @@ if triton is not None:
         nanv = tl.full([M], float("nan"), LP.dtype.element_ty)
         if not TARGET_MODE:
             vs = tl.load(VS + row)
+            lse0, eu, umin, umax = _setup(LP, U, row, n, m, sl, su, sm, vs / beta, M, BN)
             gamma, G, lse, et, nit, status, kap, a, b, lse0, bs, tol_u = _solve_row(
                 LP, U, CAP, row, n, m, sl, su, sm, vs, beta, tol, budget, nanv, False, smin,
-                TR, tr_off, tr_len, 0, M, BN, CAPPED, TRACE, ARMIJO, HALVINGS, TO_BOUNDARY,
+                TR, tr_off, tr_len, 0, lse0, eu, umin, umax,
+                M, BN, CAPPED, TRACE, ARMIJO, HALVINGS, TO_BOUNDARY,
                 BOX_TINY, TINY_STEP, TINY_STEPS, MU, GS_TOL, GS_EVALS, GS_FAILS, DIRECT_ITER,
                 STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL)
             kl = et - lse + lse0
@@ -478,14 +481,15 @@ if triton is not None:
             # Illinois false position. Each solve is warm-started from the last thresholds.
             target = tl.load(TARGET + row)
             ftar = tl.log(target)
-            _l, _e, umin, umax = _setup(LP, U, row, n, m, sl, su, sm, 1.0, M, BN)
+            lse0, eu, umin, umax = _setup(LP, U, row, n, m, sl, su, sm, 1.0, M, BN)
             rng = tl.maximum(tl.max(tl.where(rv, umax - umin, 0.0), axis=0), KL_MIN_RANGE)
             x = -tl.log(KL_WEAK * rng)
             x_max = x + KL_SPAN
             beta = tl.exp(-x)
             gamma, G, lse, et, nit, status, kap, a, b, lse0, bs, tol_u = _solve_row(
                 LP, U, CAP, row, n, m, sl, su, sm, beta, beta, tol, budget, nanv, False,
-                smin, TR, tr_off, tr_len, 0, M, BN, CAPPED, TRACE, ARMIJO, HALVINGS,
+                smin, TR, tr_off, tr_len, 0, lse0, eu, umin, umax,
+                M, BN, CAPPED, TRACE, ARMIJO, HALVINGS,
                 TO_BOUNDARY, BOX_TINY, TINY_STEP, TINY_STEPS, MU, GS_TOL, GS_EVALS, GS_FAILS,
                 DIRECT_ITER, STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL)
             kl = et - lse + lse0
@@ -509,7 +513,8 @@ if triton is not None:
                 c_warm = gamma * bs
                 gamma, G, lse, et, nit2, status, kap, a, b, lse0, bs, tol_u = _solve_row(
                     LP, U, CAP, row, n, m, sl, su, sm, beta, beta, tol, budget, c_warm, True,
-                    smin, TR, tr_off, tr_len, nit, M, BN, CAPPED, TRACE, ARMIJO, HALVINGS,
+                    smin, TR, tr_off, tr_len, nit, lse0, eu, umin, umax,
+                    M, BN, CAPPED, TRACE, ARMIJO, HALVINGS,
                     TO_BOUNDARY, BOX_TINY, TINY_STEP, TINY_STEPS, MU, GS_TOL, GS_EVALS,
                     GS_FAILS, DIRECT_ITER, STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL)
                 nit += nit2
