@@ -134,6 +134,21 @@ def test_target_kl_search(backend):
     assert float((kl - sol.kl.cpu()).abs().max()) <= 1e-9
 
 
+def test_target_kl_search_is_one_search():
+    """The kernel's in-launch strength search and the batched one of the CPU backends follow
+    :mod:`cage_games.torch._klsearch`: the same strengths, not only KLs within tolerance."""
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        B, m, n = 2, int(rng.integers(1, 5)), int(rng.integers(2, 30))
+        lg = torch.tensor(rng.normal(size=(B, n)) * rng.uniform(0.5, 4))
+        u = torch.tensor(rng.normal(size=(B, m, n)) * rng.uniform(0.1, 3))
+        tgt = float(10 ** rng.uniform(-2, 0.3))
+        a = solve_batch_kl(lg, u, target_kl=tgt, backend="torch")
+        b = solve_batch_kl(lg.to(DEV), u.to(DEV), target_kl=tgt, backend="triton")
+        np.testing.assert_allclose(b.beta.cpu().numpy(), a.beta.numpy(), rtol=1e-9)
+        assert b.kl_reached.cpu().tolist() == a.kl_reached.tolist()
+
+
 def test_target_kl_unreachable_is_reported():
     logits = torch.randn(2, 10, dtype=torch.float64, device=DEV)
     r = torch.zeros(2, 1, 10, dtype=torch.float64, device=DEV)  # every reward ties

@@ -731,7 +731,8 @@ def _kl_search(solve, lp: Tensor, u: Tensor, allowed: Tensor, target: Tensor) ->
     def fval(sol: BatchSolution, rows: Tensor | None = None) -> tuple[BatchSolution, Tensor]:
         lq, ft = (lp, ftar) if rows is None else (lp[rows], ftar[rows])
         sol = _with_kl(sol, lq, sol.tol, None)
-        f = torch.where(sol.success, torch.log(sol.kl.clamp_min(1e-30)) - ft, -60.0)
+        floor = torch.clamp_min(S.zero_rel * torch.exp(ft), S.zero_eps * torch.finfo(lq.dtype).eps)
+        f = torch.where(sol.success, torch.log(torch.maximum(sol.kl, floor)) - ft, -60.0)
         return sol, f
 
     best, f = fval(solve(torch.exp(-x).unsqueeze(-1)))

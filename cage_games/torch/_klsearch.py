@@ -15,7 +15,9 @@ smaller temperature makes the same stakes count for more). The search:
 4. Stop when ``|f| <= rtol``, after ``max_solves`` solves, or when the strongest temperature
    is still below the target (``kl_reached = False``; that row is returned at its closest).
    The answer is the solved point with the smallest ``|f|``; a failed solve counts as
-   ``f = -60`` (never above the target).
+   ``f = -60`` (never above the target). A KL below ``floor = max(zero_rel * target,
+   zero_eps * eps)`` (``eps`` the dtype's machine epsilon) counts as ``floor``: it is zero up
+   to rounding, and different backends' roundings must not steer the search differently.
 
 Each solve is warm-started from the previous point's thresholds in utility units. The
 Triton kernel runs this loop per row inside one launch; the other backends run it over the
@@ -51,6 +53,8 @@ class KLSearch:
         Fraction of the bracket a false-position point keeps from either end.
     max_solves : int
         Solves per row at most, the first included.
+    zero_rel, zero_eps : float
+        The KL floor (step 4), relative to the target and in machine epsilons.
     """
 
     rtol: float = 0.03
@@ -61,6 +65,12 @@ class KLSearch:
     min_step: float = 0.1
     safeguard: float = 0.05
     max_solves: int = 12
+    zero_rel: float = 1e-6
+    zero_eps: float = 64.0
+
+    def floor(self, target: float, eps: float) -> float:
+        """The KL below which a value counts as zero (step 4)."""
+        return max(self.zero_rel * target, self.zero_eps * eps)
 
 
 KL_SEARCH = KLSearch()

@@ -452,7 +452,8 @@ if triton is not None:
                 STAGE_TOL: tl.constexpr, EPS: tl.constexpr, SCALE_TOL: tl.constexpr,
                 KL_SPAN: tl.constexpr, KL_WEAK: tl.constexpr, KL_MIN_RANGE: tl.constexpr,
                 KL_SAFE: tl.constexpr, KL_SLOPE: tl.constexpr, KL_MIN_STEP: tl.constexpr,
-                KL_RTOL: tl.constexpr, LOG_SMIN: tl.constexpr):
+                KL_RTOL: tl.constexpr, LOG_SMIN: tl.constexpr, KL_ZERO_REL: tl.constexpr,
+                KL_ZERO_EPS: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         ri = tl.arange(0, M)
         rv = ri < m
@@ -481,6 +482,7 @@ if triton is not None:
             # Illinois false position. Each solve is warm-started from the last thresholds.
             target = tl.load(TARGET + row)
             ftar = tl.log(target)
+            kl_floor = tl.maximum(KL_ZERO_REL * target, KL_ZERO_EPS * EPS)
             lse0, eu, umin, umax = _setup(LP, U, row, n, m, sl, su, sm, 1.0, M, BN)
             rng = tl.maximum(tl.max(tl.where(rv, umax - umin, 0.0), axis=0), KL_MIN_RANGE)
             x = -tl.log(KL_WEAK * rng)
@@ -493,7 +495,7 @@ if triton is not None:
                 TO_BOUNDARY, BOX_TINY, TINY_STEP, TINY_STEPS, MU, GS_TOL, GS_EVALS, GS_FAILS,
                 DIRECT_ITER, STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL)
             kl = et - lse + lse0
-            f = tl.where(status == 0, tl.log(tl.maximum(kl, 1e-30)) - ftar, -60.0)
+            f = tl.where(status == 0, tl.log(tl.maximum(kl, kl_floor)) - ftar, -60.0)
             bg, bG, blse, bkl, bst, bbeta, bf, bbs = gamma, G, lse, kl, status, beta, f, bs
             xa = x
             fa = f
@@ -519,7 +521,7 @@ if triton is not None:
                     GS_FAILS, DIRECT_ITER, STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL)
                 nit += nit2
                 kl = et - lse + lse0
-                fn = tl.where(status == 0, tl.log(tl.maximum(kl, 1e-30)) - ftar, -60.0)
+                fn = tl.where(status == 0, tl.log(tl.maximum(kl, kl_floor)) - ftar, -60.0)
                 if tl.abs(fn) < tl.abs(bf):
                     bg, bG, blse, bkl, bst, bbeta, bf, bbs = gamma, G, lse, kl, status, beta, fn, bs
                 if fn < 0.0:
@@ -650,7 +652,8 @@ def solve(
         EPS=torch.finfo(dt).eps, SCALE_TOL=bool(scale_tol),
         KL_SPAN=math.log(KL_SEARCH.span), KL_WEAK=KL_SEARCH.weak, KL_MIN_RANGE=KL_SEARCH.min_range,
         KL_SAFE=KL_SEARCH.safeguard, KL_SLOPE=KL_SEARCH.slope, KL_MIN_STEP=KL_SEARCH.min_step,
-        KL_RTOL=KL_SEARCH.rtol, LOG_SMIN=math.log(_S_MIN[dt]),
+        KL_RTOL=KL_SEARCH.rtol, LOG_SMIN=math.log(_S_MIN[dt]), KL_ZERO_REL=KL_SEARCH.zero_rel,
+        KL_ZERO_EPS=KL_SEARCH.zero_eps,
         num_warps=num_warps or _num_warps(BN, M),
     )  # fmt: skip
     if trace:
