@@ -210,3 +210,26 @@ def test_triton_makes_the_numpy_decisions_on_hard_games():
                                        rtol=1e-8, atol=1e-9)  # fmt: skip
             seen.update(trace)
     assert len(seen) >= 4, seen  # the suite exercises more than plain Newton steps
+
+
+@pytest.mark.parametrize("mode", [{"beta": 0.4}, {"target_kl": 0.3}], ids=["beta", "target"])
+def test_caps_in_units_of_beta(mode):
+    """caps_unit="beta": tau_i <= caps_i * beta at whatever strength the search finds; the
+    kernel and the CPU backends agree, and the bound holds."""
+    g = torch.Generator().manual_seed(4)
+    lg = torch.randn(2, 15, generator=g, dtype=torch.float64)
+    r = 2 * torch.randn(2, 3, 15, generator=g, dtype=torch.float64)
+    caps = torch.tensor([0.5, math.inf, 1.0], dtype=torch.float64)
+    a = solve_batch_kl(lg, r, caps=caps, caps_unit="beta", backend="torch", **mode)
+    b = solve_batch_kl(lg.to(DEV), r.to(DEV), caps=caps.to(DEV), caps_unit="beta",
+                       backend="triton", **mode)  # fmt: skip
+    assert bool(a.success.all()) and bool(b.success.all())
+    assert float((a.policy - b.policy.cpu()).abs().max()) <= 1e-9
+    beta = a.beta.unsqueeze(1)
+    tau = (r - a.thresholds.unsqueeze(2)).clamp_min(0) / beta.unsqueeze(2)
+    paid = torch.minimum(tau, caps.view(1, 3, 1))
+    # the policy is p0 * exp(sum_i min(tau_i, caps_i)) (up to normalisation)
+    lp = torch.log_softmax(lg, -1) + paid.sum(1)
+    assert float((torch.log_softmax(lp, -1) - a.log_policy).abs().max()) <= 1e-9
+    with pytest.raises(ValueError, match="caps_unit"):
+        solve_batch_kl(lg, r, beta=1.0, caps=caps, caps_unit="nats")

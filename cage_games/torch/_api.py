@@ -472,6 +472,7 @@ def _solve_triton(
     lp: Tensor, u: Tensor, vs: Tensor, beta: Tensor, cap: Tensor | None, tol: float,
     scale_tol: bool, budget: int, mode: str, check: bool, v: Tensor, utilities: Tensor,
     mask: Tensor | None, empty: Tensor | None, target_kl: Tensor | None = None,
+    caps_relative: bool = False,
 ) -> BatchSolution:
     """:func:`solve_batch` / :func:`solve_batch_kl` by the fused Triton kernel."""
     B = lp.shape[0]
@@ -483,7 +484,7 @@ def _solve_triton(
     tol_t = torch.full((B,), tol, dtype=lp.dtype, device=lp.device)
     r = _triton.solve(
         lp.contiguous(), u.contiguous(), vs.contiguous(), beta.contiguous(), cap, tol_t,
-        max_iter=budget, scale_tol=scale_tol, target_kl=target_kl,
+        max_iter=budget, scale_tol=scale_tol, target_kl=target_kl, caps_relative=caps_relative,
     )  # fmt: skip
     log_policy, thresholds = r["log_policy"], r["thresholds"]
     residual = torch.nan_to_num(r["residual"], nan=math.inf)
@@ -507,6 +508,7 @@ def solve_batch_kl(
     caps: float | Tensor | None = None,
     *,
     target_kl: float | Tensor | None = None,
+    caps_unit: str = "utility",
     tol: float | None = None,
     max_iter: int = 100,
     fixed_iters: int | None = None,
@@ -535,6 +537,11 @@ def solve_batch_kl(
         on every backend; inside the kernel's single launch with ``backend="triton"``). The
         result's ``beta`` holds the strengths found, ``kl`` the KL reached and
         ``kl_reached`` whether it is within 3 % of the target.
+    caps_unit : {"utility", "beta"}
+        The unit of ``caps``: utility units (default), or units of each row's temperature
+        (``tau_i <= caps_i * beta``: principal ``i`` can multiply a token's probability by at
+        most ``exp(caps_i)`` whatever the strength, which is what a cap means in target-KL
+        mode).
 
     Returns
     -------
@@ -567,10 +574,12 @@ def solve_batch_kl(
             "give exactly one of beta (a fixed temperature) and target_kl (the KL per token "
             f"to reach); got beta={beta!r}, target_kl={target_kl!r}"
         )
+    if caps_unit not in ("utility", "beta"):
+        raise ValueError(f"caps_unit must be 'utility' or 'beta', got {caps_unit!r}")
     bk = _backend(backend, lg.device)
     if bk == "triton":
         return _kl_triton(lg, utilities, beta, target_kl, mask, caps, tol, max_iter,
-                          fixed_iters, check_inputs)  # fmt: skip
+                          fixed_iters, check_inputs, caps_unit == "beta")  # fmt: skip
     if check_inputs:
         _check_finite(lg, "logits", allow_neg_inf=True)
     tgt = None
@@ -611,12 +620,18 @@ def solve_batch_kl(
             "check_inputs": check_inputs}  # fmt: skip
     u_dt = utilities.to(dt)
 
+    if caps is not None and caps_unit == "beta":
+        caps = _caps(caps, B, u_dt.shape[1] if u_dt.ndim == 3 else 1, lg.device, dt,
+                     check_inputs)  # fmt: skip
+
     def solve(b: Tensor, rows: Tensor | None = None) -> BatchSolution:
         al, lq, uu, cp = allowed, lp, u_dt, caps
         if rows is not None:
             al, lq, uu = al[rows], lq[rows], uu[rows]
             if isinstance(cp, Tensor) and cp.ndim == 2:
                 cp = cp[rows]
+        if cp is not None and caps_unit == "beta":
+            cp = cp * b  # (rows, m) caps in utility units at this temperature
         return solve_batch(torch.where(al, b * lq, -math.inf), uu, b.squeeze(-1), None, cp,
                            backend=bk, **opts)  # fmt: skip
 
@@ -629,6 +644,7 @@ def solve_batch_kl(
 def _kl_triton(
     lg: Tensor, utilities: object, beta: object, target_kl: object, mask: Tensor | None,
     caps: object, tol: float | None, max_iter: int, fixed_iters: int | None, check: bool,
+    caps_relative: bool = False,
 ) -> BatchSolution:
     """:func:`solve_batch_kl` on the Triton kernel, with as few host reads and launches as
     possible (one read for all the value checks; the kernel normalises the logits itself)."""
@@ -695,7 +711,7 @@ def _kl_triton(
         lp, u, bt, bt, cap, _DEFAULT_TOL[dt] if tol is None else float(tol), tol is None,
         fixed_iters if fixed_iters is not None else int(max_iter),
         "tolerance" if fixed_iters is None else "fixed", False, lp, u, None,
-        None if check else empty, target_kl=target,
+        None if check else empty, target_kl=target, caps_relative=caps_relative,
     )  # fmt: skip
 
 

@@ -256,7 +256,8 @@ if triton is not None:
                    TINY_STEP: tl.constexpr, TINY_STEPS: tl.constexpr, MU: tl.constexpr,
                    GS_TOL: tl.constexpr, GS_EVALS: tl.constexpr, GS_FAILS: tl.constexpr,
                    DIRECT_ITER: tl.constexpr, STAGE_RATIO: tl.constexpr,
-                   STAGE_TOL: tl.constexpr, EPS: tl.constexpr, SCALE_TOL: tl.constexpr):
+                   STAGE_TOL: tl.constexpr, EPS: tl.constexpr, SCALE_TOL: tl.constexpr,
+                   CAP_REL: tl.constexpr):
         """The game at temperature ``beta`` (agent log-weights ``vs / bs * lp``, scaled utilities
         ``u / bs`` at the stage temperature ``bs``), by the state machine of
         :mod:`cage_games._newton_spec` (steps S0-S8 and D, one trial evaluation per
@@ -268,6 +269,8 @@ if triton is not None:
         rv = ri < m
         if CAPPED:
             capv = tl.load(CAP + row * m + ri, mask=rv, other=float("inf"))
+            if CAP_REL:  # caps given in units of the game's temperature
+                capv = capv * beta
         else:
             capv = tl.full([M], float("inf"), LP.dtype.element_ty)
         if SCALE_TOL:  # the rounding floor of G: 16 eps max |u| / beta
@@ -453,7 +456,7 @@ if triton is not None:
                 KL_SPAN: tl.constexpr, KL_WEAK: tl.constexpr, KL_MIN_RANGE: tl.constexpr,
                 KL_SAFE: tl.constexpr, KL_SLOPE: tl.constexpr, KL_MIN_STEP: tl.constexpr,
                 KL_RTOL: tl.constexpr, LOG_SMIN: tl.constexpr, KL_ZERO_REL: tl.constexpr,
-                KL_ZERO_EPS: tl.constexpr):
+                KL_ZERO_EPS: tl.constexpr, CAP_REL: tl.constexpr):
         row = tl.program_id(0).to(tl.int64)
         ri = tl.arange(0, M)
         rv = ri < m
@@ -472,7 +475,7 @@ if triton is not None:
                 TR, tr_off, tr_len, 0, lse0, eu, umin, umax,
                 M, BN, CAPPED, TRACE, ARMIJO, HALVINGS, TO_BOUNDARY,
                 BOX_TINY, TINY_STEP, TINY_STEPS, MU, GS_TOL, GS_EVALS, GS_FAILS, DIRECT_ITER,
-                STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL)
+                STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL, CAP_REL)
             kl = et - lse + lse0
             reached = True
         else:
@@ -493,7 +496,7 @@ if triton is not None:
                 smin, TR, tr_off, tr_len, 0, lse0, eu, umin, umax,
                 M, BN, CAPPED, TRACE, ARMIJO, HALVINGS,
                 TO_BOUNDARY, BOX_TINY, TINY_STEP, TINY_STEPS, MU, GS_TOL, GS_EVALS, GS_FAILS,
-                DIRECT_ITER, STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL)
+                DIRECT_ITER, STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL, CAP_REL)
             kl = et - lse + lse0
             f = tl.where(status == 0, tl.log(tl.maximum(kl, kl_floor)) - ftar, -60.0)
             bg, bG, blse, bkl, bst, bbeta, bf, bbs = gamma, G, lse, kl, status, beta, f, bs
@@ -518,7 +521,7 @@ if triton is not None:
                     smin, TR, tr_off, tr_len, nit, lse0, eu, umin, umax,
                     M, BN, CAPPED, TRACE, ARMIJO, HALVINGS,
                     TO_BOUNDARY, BOX_TINY, TINY_STEP, TINY_STEPS, MU, GS_TOL, GS_EVALS,
-                    GS_FAILS, DIRECT_ITER, STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL)
+                    GS_FAILS, DIRECT_ITER, STAGE_RATIO, STAGE_TOL, EPS, SCALE_TOL, CAP_REL)
                 nit += nit2
                 kl = et - lse + lse0
                 fn = tl.where(status == 0, tl.log(tl.maximum(kl, kl_floor)) - ftar, -60.0)
@@ -550,6 +553,8 @@ if triton is not None:
             a = beta * b
             if CAPPED:
                 kap = tl.load(CAP + row * m + ri, mask=rv, other=float("inf")) * b
+                if CAP_REL:
+                    kap = kap * beta
             reached = (tl.abs(bf) <= kl_rtol) | (bf > 0.0)
         # log policy: a * lp + sum_i t_i - lse
         ci = tl.arange(0, BN)
@@ -603,6 +608,7 @@ def solve(
     max_iter: int,
     scale_tol: bool = False,
     target_kl: Tensor | None = None,
+    caps_relative: bool = False,
     trace: int = 0,
     num_warps: int | None = None,
 ) -> dict[str, Tensor]:
@@ -610,7 +616,8 @@ def solve(
 
     ``lp`` (B, n) with ``-inf`` on masked actions, ``u`` (B, m, n), ``vs``, ``beta`` and
     ``tol`` (B,), ``cap`` (B, m) or ``None``. ``scale_tol`` raises each row's tolerance to
-    the rounding floor ``16 eps max |u| / beta``. ``target_kl`` (B,) switches on the strength
+    the rounding floor ``16 eps max |u| / beta``; with ``caps_relative`` the caps are in units of
+    each row's temperature (``tau_i <= cap_i * beta``). ``target_kl`` (B,) switches on the strength
     search (then ``lp`` must be ``log p0``; ``vs`` and ``beta`` are ignored). Returns a dict
     of tensors: ``log_policy``, ``thresholds`` (utility units), ``residual``, ``nit``,
     ``status`` (0 converged, 1 budget spent, 2 stalled; +8 when a target KL was not
@@ -653,7 +660,7 @@ def solve(
         KL_SPAN=math.log(KL_SEARCH.span), KL_WEAK=KL_SEARCH.weak, KL_MIN_RANGE=KL_SEARCH.min_range,
         KL_SAFE=KL_SEARCH.safeguard, KL_SLOPE=KL_SEARCH.slope, KL_MIN_STEP=KL_SEARCH.min_step,
         KL_RTOL=KL_SEARCH.rtol, LOG_SMIN=math.log(_S_MIN[dt]), KL_ZERO_REL=KL_SEARCH.zero_rel,
-        KL_ZERO_EPS=KL_SEARCH.zero_eps,
+        KL_ZERO_EPS=KL_SEARCH.zero_eps, CAP_REL=bool(caps_relative),
         num_warps=num_warps or _num_warps(BN, M),
     )  # fmt: skip
     if trace:
