@@ -472,7 +472,7 @@ def _solve_triton(
     lp: Tensor, u: Tensor, vs: Tensor, beta: Tensor, cap: Tensor | None, tol: float,
     scale_tol: bool, budget: int, mode: str, check: bool, v: Tensor, utilities: Tensor,
     mask: Tensor | None, empty: Tensor | None, target_kl: Tensor | None = None,
-    caps_relative: bool = False,
+    caps_relative: bool = False, hint: Tensor | None = None,
 ) -> BatchSolution:
     """:func:`solve_batch` / :func:`solve_batch_kl` by the fused Triton kernel."""
     B = lp.shape[0]
@@ -485,6 +485,7 @@ def _solve_triton(
     r = _triton.solve(
         lp.contiguous(), u.contiguous(), vs.contiguous(), beta.contiguous(), cap, tol_t,
         max_iter=budget, scale_tol=scale_tol, target_kl=target_kl, caps_relative=caps_relative,
+        beta_hint=hint,
     )  # fmt: skip
     log_policy, thresholds = r["log_policy"], r["thresholds"]
     residual = torch.nan_to_num(r["residual"], nan=math.inf)
@@ -508,6 +509,7 @@ def solve_batch_kl(
     caps: float | Tensor | None = None,
     *,
     target_kl: float | Tensor | None = None,
+    beta_hint: Tensor | None = None,
     caps_unit: str = "utility",
     tol: float | None = None,
     max_iter: int = 100,
@@ -537,6 +539,9 @@ def solve_batch_kl(
         on every backend; inside the kernel's single launch with ``backend="triton"``). The
         result's ``beta`` holds the strengths found, ``kl`` the KL reached and
         ``kl_reached`` whether it is within 3 % of the target.
+    beta_hint : Tensor of shape (B,), optional
+        Target-KL mode: where to start each row's search (for example the strength the row
+        needed at the previous decoding step); NaN or a non-positive entry: no hint.
     caps_unit : {"utility", "beta"}
         The unit of ``caps``: utility units (default), or units of each row's temperature
         (``tau_i <= caps_i * beta``: principal ``i`` can multiply a token's probability by at
@@ -576,10 +581,19 @@ def solve_batch_kl(
         )
     if caps_unit not in ("utility", "beta"):
         raise ValueError(f"caps_unit must be 'utility' or 'beta', got {caps_unit!r}")
+    hint = None
+    if beta_hint is not None:
+        if target_kl is None:
+            raise ValueError("beta_hint only applies in target-KL mode (give target_kl)")
+        hint = _tensor(beta_hint, "beta_hint")
+        if hint.shape != (B,) or hint.device != lg.device:
+            raise ValueError(f"beta_hint must have shape ({B},) on {lg.device}, got "
+                             f"{tuple(hint.shape)} on {hint.device}")  # fmt: skip
+        hint = hint.to(dt)
     bk = _backend(backend, lg.device)
     if bk == "triton":
         return _kl_triton(lg, utilities, beta, target_kl, mask, caps, tol, max_iter,
-                          fixed_iters, check_inputs, caps_unit == "beta")  # fmt: skip
+                          fixed_iters, check_inputs, caps_unit == "beta", hint)  # fmt: skip
     if check_inputs:
         _check_finite(lg, "logits", allow_neg_inf=True)
     tgt = None
@@ -638,13 +652,13 @@ def solve_batch_kl(
     if tgt is None:
         sol = solve(bt)
         return _with_kl(sol, lp, bt.reshape(B), None)
-    return _kl_search(solve, lp, utilities.to(dt), allowed, tgt)
+    return _kl_search(solve, lp, utilities.to(dt), allowed, tgt, hint)
 
 
 def _kl_triton(
     lg: Tensor, utilities: object, beta: object, target_kl: object, mask: Tensor | None,
     caps: object, tol: float | None, max_iter: int, fixed_iters: int | None, check: bool,
-    caps_relative: bool = False,
+    caps_relative: bool = False, hint: Tensor | None = None,
 ) -> BatchSolution:
     """:func:`solve_batch_kl` on the Triton kernel, with as few host reads and launches as
     possible (one read for all the value checks; the kernel normalises the logits itself)."""
@@ -711,7 +725,7 @@ def _kl_triton(
         lp, u, bt, bt, cap, _DEFAULT_TOL[dt] if tol is None else float(tol), tol is None,
         fixed_iters if fixed_iters is not None else int(max_iter),
         "tolerance" if fixed_iters is None else "fixed", False, lp, u, None,
-        None if check else empty, target_kl=target, caps_relative=caps_relative,
+        None if check else empty, target_kl=target, caps_relative=caps_relative, hint=hint,
     )  # fmt: skip
 
 
@@ -731,7 +745,8 @@ def _with_kl(sol: BatchSolution, lp: Tensor, beta: Tensor, reached: Tensor | Non
     )  # fmt: skip
 
 
-def _kl_search(solve, lp: Tensor, u: Tensor, allowed: Tensor, target: Tensor) -> BatchSolution:
+def _kl_search(solve, lp: Tensor, u: Tensor, allowed: Tensor, target: Tensor,
+               hint: Tensor | None = None) -> BatchSolution:
     """The strength search of :mod:`cage_games.torch._klsearch` over the batch (one batched
     solve per round, on the rows still searching); the Triton kernel runs the same per row."""
     S = KL_SEARCH
@@ -740,15 +755,20 @@ def _kl_search(solve, lp: Tensor, u: Tensor, allowed: Tensor, target: Tensor) ->
     hi = torch.where(a, u, -math.inf).amax(-1)
     lo = torch.where(a, u, math.inf).amin(-1)
     rng = (hi - lo).amax(-1).clamp_min(S.min_range)
-    x = -torch.log(S.weak * rng)
-    x_max = x + math.log(S.span)
+    x_lo = -torch.log(S.weak * rng)
+    x_max = x_lo + math.log(S.span)
+    x = x_lo.clone()
+    if hint is not None:
+        ok = hint > 0
+        x = torch.where(ok, torch.minimum(torch.maximum(-torch.log(hint.clamp_min(1e-300)),
+                                                        x_lo), x_max), x_lo)  # fmt: skip
     ftar = torch.log(target)
+    floor = torch.clamp_min(S.zero_rel * target, S.zero_eps * torch.finfo(lp.dtype).eps)
 
     def fval(sol: BatchSolution, rows: Tensor | None = None) -> tuple[BatchSolution, Tensor]:
-        lq, ft = (lp, ftar) if rows is None else (lp[rows], ftar[rows])
+        lq, ft, fl = (lp, ftar, floor) if rows is None else (lp[rows], ftar[rows], floor[rows])
         sol = _with_kl(sol, lq, sol.tol, None)
-        floor = torch.clamp_min(S.zero_rel * torch.exp(ft), S.zero_eps * torch.finfo(lq.dtype).eps)
-        f = torch.where(sol.success, torch.log(torch.maximum(sol.kl, floor)) - ft, -60.0)
+        f = torch.where(sol.success, torch.log(torch.maximum(sol.kl, fl)) - ft, -60.0)
         return sol, f
 
     best, f = fval(solve(torch.exp(-x).unsqueeze(-1)))
@@ -757,42 +777,46 @@ def _kl_search(solve, lp: Tensor, u: Tensor, allowed: Tensor, target: Tensor) ->
     nit = best.nit.clone()
     fields = {k: getattr(best, k).clone() for k in ("log_policy", "thresholds", "residual",
                                                     "success", "tol", "kl")}  # fmt: skip
-    xa, fa = x.clone(), f.clone()
-    xb, fb = x_max.clone(), torch.full_like(f, math.nan)
+    nan = torch.full_like(f, math.nan)
+    below = f < 0
+    xa, fa = torch.where(below, x, nan), torch.where(below, f, nan)
+    xb, fb = torch.where(below, nan, x), torch.where(below, nan, f)
     side = torch.zeros(B, dtype=torch.int64, device=lp.device)
-    xc, fc = x.clone(), f.clone()
-    going = (f.abs() > S.rtol) & (f < 0)
+    going = (f.abs() > S.rtol) & ~(below & (x >= x_max)) & ~(~below & (x <= x_lo))
     for _ in range(S.max_solves - 1):
         if not bool(going.any()):
             break
-        rows = going.nonzero().squeeze(1)
-        br = ~torch.isnan(fb[rows])
-        w = xb[rows] - xa[rows]
-        xf = xa[rows] + w * (-fa[rows]) / (fb[rows] - fa[rows])
-        xf = torch.minimum(torch.maximum(xf, xa[rows] + S.safeguard * w),
-                           xb[rows] - S.safeguard * w)  # fmt: skip
-        xs = torch.minimum(xc[rows] + (-fc[rows] / S.slope).clamp_min(S.min_step), x_max[rows])
-        xn = torch.where(br, xf, xs)
-        sol, fn = fval(solve(torch.exp(-xn).unsqueeze(-1), rows), rows)
-        nit[rows] += sol.nit
-        better = fn.abs() < fbest[rows].abs()
-        idx = rows[better]
+        r = going.nonzero().squeeze(1)
+        xr, fr = x[r], f[r]
+        xar, far, xbr, fbr = xa[r], fa[r], xb[r], fb[r]
+        w = xbr - xar
+        xf = xar + w * (-far) / (fbr - far)
+        xf = torch.minimum(torch.maximum(xf, xar + S.safeguard * w), xbr - S.safeguard * w)
+        up = torch.minimum(xr + (-fr / S.slope).clamp_min(S.min_step), x_max[r])
+        down = torch.maximum(xr - (fr / S.slope).clamp_min(S.min_step), x_lo[r])
+        both = ~torch.isnan(far) & ~torch.isnan(fbr)
+        xn = torch.where(both, xf, torch.where(fr < 0, up, down))
+        sol, fn = fval(solve(torch.exp(-xn).unsqueeze(-1), r), r)
+        nit[r] += sol.nit
+        better = fn.abs() < fbest[r].abs()
+        idx = r[better]
         for k in fields:
             fields[k][idx] = getattr(sol, k)[better]
         beta_best[idx] = torch.exp(-xn[better])
         fbest[idx] = fn[better]
-        below = fn < 0
-        fb_r, fa_r = fb[rows], fa[rows]
-        fb[rows] = torch.where(below & (side[rows] == -1), fb_r * 0.5, fb_r)
-        fa[rows] = torch.where(~below & (side[rows] == 1), fa_r * 0.5, fa_r)
-        xa[rows] = torch.where(below, xn, xa[rows])
-        fa[rows] = torch.where(below, fn, fa[rows])
-        xb[rows] = torch.where(below, xb[rows], xn)
-        fb[rows] = torch.where(below, fb[rows], fn)
-        side[rows] = torch.where(below, -1, 1)
-        xc[rows], fc[rows] = xn, fn
-        stop = (fn.abs() <= S.rtol) | (torch.isnan(fb[rows]) & (xn >= x_max[rows]))
-        going[rows] = ~stop
+        bl = fn < 0
+        sr = side[r]
+        fb[r] = torch.where(bl & (sr == -1), fbr * 0.5, fbr)
+        fa[r] = torch.where(~bl & (sr == 1), far * 0.5, far)
+        xa[r] = torch.where(bl, xn, xa[r])
+        fa[r] = torch.where(bl, fn, fa[r])
+        xb[r] = torch.where(bl, xb[r], xn)
+        fb[r] = torch.where(bl, fb[r], fn)
+        side[r] = torch.where(bl, -1, 1)
+        x[r], f[r] = xn, fn
+        stop = (fn.abs() <= S.rtol) | (torch.isnan(fb[r]) & (xn >= x_max[r]))
+        stop = stop | (torch.isnan(fa[r]) & (xn <= x_lo[r]))
+        going[r] = ~stop
     return BatchSolution(
         log_policy=fields["log_policy"], thresholds=fields["thresholds"],
         residual=fields["residual"], nit=nit, success=fields["success"], tol=fields["tol"],

@@ -6,14 +6,18 @@ In ``x = log(1 / beta)`` the function ``f(x) = log KL(x) - log target`` is incre
 smaller temperature makes the same stakes count for more). The search:
 
 1. ``R`` = the largest spread ``max_a u_i - min_a u_i`` of a principal's utility (at least
-   ``min_range``). Start weak at ``beta = weak * R``; the strongest allowed is
-   ``beta = weak * R / span``.
-2. Until a point with ``f >= 0`` is found: a step of ``max(-f / slope, min_step)`` in ``x``
-   (weak tilts have ``KL ~ stakes^2``, a slope of 2 in ``x``), capped at the strongest.
+   ``min_range``). The weakest temperature searched is ``beta = weak * R``, the strongest
+   ``weak * R / span``. Start at the caller's hint (for example the strength the same row
+   needed at the previous decoding step), clipped to that range, or at the weakest.
+2. Until the target is bracketed: below it, a step of ``max(-f / slope, min_step)`` in ``x``
+   towards stronger tilts (weak tilts have ``KL ~ stakes^2``, a slope of 2 in ``x``), at most
+   to the strongest; above it (possible from a hint), the same step towards weaker ones, at
+   least to the weakest.
 3. Once bracketed: Illinois false position (Dowell and Jarratt, BIT 11, 1971), each new point
    kept ``safeguard`` times the bracket's width inside it.
-4. Stop when ``|f| <= rtol``, after ``max_solves`` solves, or when the strongest temperature
-   is still below the target (``kl_reached = False``; that row is returned at its closest).
+4. Stop when ``|f| <= rtol``, after ``max_solves`` solves, when the strongest temperature
+   is still below the target (``kl_reached = False``; that row is returned at its closest),
+   or when the weakest is still above it (returned there, ``kl_reached = True``).
    The answer is the solved point with the smallest ``|f|``; a failed solve counts as
    ``f = -60`` (never above the target). A KL below ``floor = max(zero_rel * target,
    zero_eps * eps)`` (``eps`` the dtype's machine epsilon) counts as ``floor``: it is zero up

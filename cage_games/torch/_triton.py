@@ -443,7 +443,7 @@ if triton is not None:
         return gamma, G, lse, et, nit, status, capv * b, vs * b, b, lse0, bs, tol
 
     @triton.jit
-    def _kernel(LP, U, CAP, VS, BETA, TOL, TARGET,
+    def _kernel(LP, U, CAP, VS, BETA, TOL, TARGET, HINT,
                 OUT_LP, OUT_C, OUT_RES, OUT_NIT, OUT_STATUS, OUT_BETA, OUT_KL, OUT_TOL, TR,
                 n, m, sl, su, sm, budget, tr_len, kl_iters,
                 M: tl.constexpr, BN: tl.constexpr, CAPPED: tl.constexpr,
@@ -479,17 +479,20 @@ if triton is not None:
             kl = et - lse + lse0
             reached = True
         else:
-            # Strength search, x = log(1 / beta), f(x) = log KL(x) - log target (increasing):
-            # start weak (beta = 2 R, R the largest spread of a principal's utility), at most
-            # 0.02 R; guesses by slope 2 (KL ~ stakes^2 for weak tilts) until bracketed, then
-            # Illinois false position. Each solve is warm-started from the last thresholds.
+            # Strength search (cage_games.torch._klsearch): x = log(1 / beta),
+            # f(x) = log KL(x) - log target, increasing in x. Start at the row's hint (NaN:
+            # none) or weak (beta = weak * R, R the largest spread of a principal's utility);
+            # slope steps towards the target until bracketed, then Illinois false position.
+            # Each solve is warm-started from the last thresholds.
             target = tl.load(TARGET + row)
+            hint = tl.load(HINT + row)
             ftar = tl.log(target)
             kl_floor = tl.maximum(KL_ZERO_REL * target, KL_ZERO_EPS * EPS)
             lse0, eu, umin, umax = _setup(LP, U, row, n, m, sl, su, sm, 1.0, M, BN)
             rng = tl.maximum(tl.max(tl.where(rv, umax - umin, 0.0), axis=0), KL_MIN_RANGE)
-            x = -tl.log(KL_WEAK * rng)
-            x_max = x + KL_SPAN
+            x_lo = -tl.log(KL_WEAK * rng)
+            x_max = x_lo + KL_SPAN
+            x = tl.where(hint > 0.0, tl.minimum(tl.maximum(-tl.log(hint), x_lo), x_max), x_lo)
             beta = tl.exp(-x)
             gamma, G, lse, et, nit, status, kap, a, b, lse0, bs, tol_u = _solve_row(
                 LP, U, CAP, row, n, m, sl, su, sm, beta, beta, tol, budget, nanv, False,
@@ -500,20 +503,24 @@ if triton is not None:
             kl = et - lse + lse0
             f = tl.where(status == 0, tl.log(tl.maximum(kl, kl_floor)) - ftar, -60.0)
             bg, bG, blse, bkl, bst, bbeta, bf, bbs = gamma, G, lse, kl, status, beta, f, bs
-            xa = x
-            fa = f
-            xb = x_max
-            fb = f * 0.0 + float("nan")  # upper end unknown until a point lands above
+            unknown = f * 0.0 + float("nan")
+            xa = tl.where(f < 0.0, x, unknown)  # largest x known below the target
+            fa = tl.where(f < 0.0, f, unknown)
+            xb = tl.where(f < 0.0, unknown, x)  # smallest x known at or above it
+            fb = tl.where(f < 0.0, unknown, f)
             side = 0
             it = 1
-            going = (tl.abs(f) > kl_rtol) & (f < 0.0)
+            going = tl.abs(f) > kl_rtol
+            going = going & ~((f < 0.0) & (x >= x_max)) & ~((f >= 0.0) & (x <= x_lo))
             while going:
-                if fb == fb:
+                if (fa == fa) & (fb == fb):
                     xn = xa + (xb - xa) * (-fa) / (fb - fa)
                     w = xb - xa
                     xn = tl.minimum(tl.maximum(xn, xa + KL_SAFE * w), xb - KL_SAFE * w)
-                else:
+                elif f < 0.0:
                     xn = tl.minimum(x + tl.maximum(-f / KL_SLOPE, KL_MIN_STEP), x_max)
+                else:
+                    xn = tl.maximum(x - tl.maximum(f / KL_SLOPE, KL_MIN_STEP), x_lo)
                 beta = tl.exp(-xn)
                 c_warm = gamma * bs
                 gamma, G, lse, et, nit2, status, kap, a, b, lse0, bs, tol_u = _solve_row(
@@ -548,6 +555,8 @@ if triton is not None:
                     going = False
                 elif (fb != fb) & (xn >= x_max):
                     going = False  # even the strongest tilt stays below the target
+                elif (fa != fa) & (xn <= x_lo):
+                    going = False  # even the weakest tilt is above the target
             gamma, G, lse, kl, status, beta, bs = bg, bG, blse, bkl, bst, bbeta, bbs
             b = 1.0 / bs
             a = beta * b
@@ -609,6 +618,7 @@ def solve(
     scale_tol: bool = False,
     target_kl: Tensor | None = None,
     caps_relative: bool = False,
+    beta_hint: Tensor | None = None,
     trace: int = 0,
     num_warps: int | None = None,
 ) -> dict[str, Tensor]:
@@ -618,7 +628,8 @@ def solve(
     ``tol`` (B,), ``cap`` (B, m) or ``None``. ``scale_tol`` raises each row's tolerance to
     the rounding floor ``16 eps max |u| / beta``; with ``caps_relative`` the caps are in units of
     each row's temperature (``tau_i <= cap_i * beta``). ``target_kl`` (B,) switches on the strength
-    search (then ``lp`` must be ``log p0``; ``vs`` and ``beta`` are ignored). Returns a dict
+    search (then ``lp`` must be ``log p0``; ``vs`` and ``beta`` are ignored), started at
+    ``beta_hint`` (B,) where it is given and positive (NaN: no hint). Returns a dict
     of tensors: ``log_policy``, ``thresholds`` (utility units), ``residual``, ``nit``,
     ``status`` (0 converged, 1 budget spent, 2 stalled; +8 when a target KL was not
     reached), ``beta``, ``kl`` (``KL(pi || softmax(vs / beta * lp))``), ``tol`` and, with
@@ -645,8 +656,9 @@ def solve(
     capped = cap is not None
     capt = cap if capped else out["thresholds"]  # (never read without caps)
     tgt = target_kl if target_kl is not None else tol
+    hint_t = beta_hint if beta_hint is not None else torch.full_like(tol, math.nan)
     _kernel[(B,)](
-        lp, u, capt, vs, beta, tol, tgt,
+        lp, u, capt, vs, beta, tol, tgt, hint_t,
         out["log_policy"], out["thresholds"], out["residual"], out["nit"], out["status"],
         out["beta"], out["kl"], out["tol"], tr,
         n, m, lp.stride(0), u.stride(0), u.stride(1), int(max_iter), int(trace),
