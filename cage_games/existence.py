@@ -38,16 +38,15 @@ confirmation of the analytic signs, never a substitute for them.
 from __future__ import annotations
 
 import itertools
-import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from cage_games._validation import as_int
 from cage_games.game import CommonAgencyGame
-from cage_games.result import FrozenRecord
+from cage_games.result import FrozenRecord, format_record
 from cage_games.thresholds import ThresholdSystem
 
 __all__ = ["ExistenceReport", "check_existence"]
@@ -61,58 +60,9 @@ _SIGN_RTOL = 1e-9
 # -- shared report plumbing (also used by uniqueness and sensitivity) ----------------------------
 
 
-def _format_value(value: Any, indent: int) -> str:
-    """Text for one report value; continuation lines are indented by ``indent`` spaces."""
-    pad = "\n" + " " * indent
-    width = max(40, 100 - indent)
-    if is_dataclass(value) and not isinstance(value, type):
-        value = {f.name: getattr(value, f.name) for f in fields(value) if f.repr}
-    if isinstance(value, np.ndarray):
-        text = np.array2string(value, precision=6, threshold=24, edgeitems=4, max_line_width=width)
-        return text.replace("\n", pad)
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6g}"
-    if isinstance(value, str):
-        return pad.join(textwrap.wrap(value, width)) or '""'
-    if isinstance(value, tuple) and value and all(isinstance(v, str) for v in value):
-        if all(len(v) <= 24 for v in value):
-            return pad.join(textwrap.wrap(", ".join(value), width))
-        return pad.join(
-            pad.join(textwrap.wrap(v, width, initial_indent="- ", subsequent_indent="  "))
-            for v in value
-        )
-    if isinstance(value, Mapping):
-        if not value:
-            return "{}"
-        keys = [str(k) for k in value]
-        kw = max(len(k) for k in keys)
-        return pad.join(
-            f"{k.ljust(kw)}: {_format_value(v, indent + kw + 2)}"
-            for k, v in zip(keys, value.values(), strict=True)
-        )
-    return repr(value)
-
-
 def render_report(obj: Any, title: str) -> str:
-    """Render a report dataclass as a title line and aligned ``name: value`` lines.
-
-    Fields declared with ``repr=False`` (the game, bulky arrays), ``None`` values and empty
-    mappings are left out; tuples of strings are written one per line as a bullet list.
-    """
-    names = [
-        f.name
-        for f in fields(obj)
-        if f.repr
-        and getattr(obj, f.name) is not None
-        and not (isinstance(getattr(obj, f.name), Mapping) and not getattr(obj, f.name))
-    ]
-    width = max(len(n) for n in names)
-    lines = [title]
-    for name in names:
-        lines.append(f"{name.rjust(width)}: {_format_value(getattr(obj, name), width + 2)}")
-    return "\n".join(lines)
+    """Render a report dataclass with a title line: :func:`cage_games.result.format_record`."""
+    return format_record(obj, title=title)
 
 
 def to_jsonable(value: Any) -> Any:
