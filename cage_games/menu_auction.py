@@ -172,7 +172,8 @@ class MenuAuctionResult(EquilibriumResult):
     params : mapping
         ``selection`` and ``tol``.
     efficient_action : int
-        ``a*``: the efficient action the agent takes (lowest index among ties).
+        ``a*``: the efficient action the agent takes: the exact maximiser of
+        ``v + sum_i u_i`` in floating point (lowest index among exact ties).
     efficient_actions : tuple of int
         Every action that maximises ``v + sum_i u_i`` within the tolerance.
     welfare : float
@@ -193,8 +194,14 @@ class MenuAuctionResult(EquilibriumResult):
         The vertices of the polytope (all of them lie on the frontier, and the frontier is the
         union of the polytope's bounded faces); ``None`` when not computed (more than 6
         principals).
-    game : CommonAgencyGame
-        The game that was solved.
+    taken_action : int
+        The action the agent takes: ``efficient_action`` without binding caps; with them
+        (``method="quantal-limit"``) possibly another one.
+
+    Notes
+    -----
+    The ``game``, ``history`` and ``refinement`` attributes are those of
+    :class:`~cage_games.EquilibriumResult`.
     """
 
     efficient_action: int = 0
@@ -206,6 +213,7 @@ class MenuAuctionResult(EquilibriumResult):
     marginal_contributions: np.ndarray | None = None
     coalition_bounds: Mapping[frozenset[int], float] = field(default_factory=dict, repr=False)
     frontier_vertices: np.ndarray | None = None
+    taken_action: int | None = None
 
     def bound(self, coalition: Sequence[int | str] | frozenset) -> float:
         """``W(N) - W(N \\ S)`` for a coalition given by principal indices or names."""
@@ -248,8 +256,8 @@ class MenuAuctionResult(EquilibriumResult):
 
     @property
     def action(self) -> int:
-        """The action the agent takes."""
-        return int(self.efficient_action)
+        """The action the agent takes (``taken_action``)."""
+        return int(self.efficient_action if self.taken_action is None else self.taken_action)
 
 
 def _lp(c, A_ub, b_ub, bounds):
@@ -413,20 +421,25 @@ def beta0_certificate(
     game: CommonAgencyGame,
     transfers: np.ndarray,
     action: int | None = None,
+    *,
+    cap_tol: float = 0.0,
 ) -> Beta0Certificate:
     """Exact ``beta = 0`` best-response oracle: every principal's best deviation, caps included.
 
     Against the others' schedules, with ``z_{-i} = v + sum_{j != i} tau_j`` on the agent's
     support, principal ``i`` can make the agent take any action ``a`` by paying there the
     shortfall ``k_i(a) = max z_{-i} - z_{-i}(a)`` and nothing elsewhere; it cannot induce
-    ``a`` for less, and it can afford ``a`` only if ``k_i(a) <= cap_i``. Its best deviation
-    payoff is therefore the finite maximum
+    ``a`` for less. At ``k_i(a)`` the agent is only indifferent, and paying ``epsilon`` more
+    makes it strict, so ``a`` is within reach when ``k_i(a) < cap_i`` (always, without a cap),
+    and the best deviation payoff is the finite maximum (a supremum)
 
-    .. math::  D_i = \\max_{a:\\ k_i(a) \\le \\bar\\tau_i} \\big(u_i(a) - k_i(a)\\big),
+    .. math::  D_i = \\max_{a:\\ k_i(a) < \\bar\\tau_i} \\big(u_i(a) - k_i(a)\\big).
 
-    a supremum: at ``k_i(a)`` the agent is indifferent, and paying ``epsilon`` more makes it
-    strict (the usual convention of menu auctions, Bernheim and Whinston, 1986). ``gaps`` are
-    ``D_i - U_i`` floored at 0; no search, no tolerance.
+    A target that needs the whole cap, ``k_i(a) = cap_i``, can only be tied with, and the
+    agent's tie-breaking is part of the equilibrium (Bernheim and Whinston, 1986): such a
+    deviation is not counted. This is what makes "the rival wins paying exactly my cap" an
+    equilibrium. ``gaps`` are ``D_i - U_i`` floored at 0: no search, and no tolerance beyond
+    ``cap_tol``.
 
     Parameters
     ----------
@@ -438,6 +451,9 @@ def beta0_certificate(
         The action the agent takes in the profile (the agent's tie-breaking is part of an
         equilibrium). Default: the best ``z`` on the support, ties broken in favour of the
         principals' total net payoff, then the lowest index.
+    cap_tol : float, optional
+        Targets needing more than ``cap_i - cap_tol`` count as out of reach (a round-off
+        allowance for a cap that binds exactly; default 0).
 
     Returns
     -------
@@ -452,7 +468,7 @@ def beta0_certificate(
     >>> cert.action, cert.gaps.tolist(), cert.residual
     (0, [0.0, 0.0], 0.0)
     >>> cg.beta0_certificate(game, np.array([[1.0, 0.0], [0.0, 0.0]])).gaps.tolist()
-    [0.0, 1.0]
+    [1.0, 1.0]
     """
     if not isinstance(game, CommonAgencyGame):
         raise TypeError(f"game must be a cage_games.CommonAgencyGame, got {type(game).__name__}")
@@ -488,7 +504,8 @@ def beta0_certificate(
     for i in range(m):
         z_others = z - tau[i]
         cost = np.max(z_others) - z_others
-        value = np.where(support & (cost <= caps[i]), u[i] - cost, -np.inf)
+        reach = cost < caps[i] - cap_tol if np.isfinite(caps[i]) else np.ones(n, dtype=bool)
+        value = np.where(support & (reach | (cost == 0)), u[i] - cost, -np.inf)
         k = int(np.argmax(value))
         best.append(k)
         dev[i] = value[k]
@@ -569,8 +586,9 @@ def solve_menu_auction(
     NotImplementedError
         If a principal's ``cap`` is smaller than its selected truthful schedule's largest
         transfer on the support: truthful schedules that the cap truncates are not covered
-        by the Bernheim-Whinston characterisation. Caps that do not bind are supported (the
-        equilibrium stays one: capping only removes deviations).
+        by the Bernheim-Whinston characterisation; ``cage_games.solve`` then switches to
+        ``method="quantal-limit"``. Caps that do not bind are supported (the equilibrium
+        stays one: capping only removes deviations).
     ValueError
         More than 12 principals, or an unknown ``selection``.
 
@@ -623,7 +641,9 @@ def solve_menu_auction(
     total = np.where(support, v + u.sum(axis=0), -np.inf)
     welfare = float(W[full])
     efficient = tuple(int(a) for a in np.flatnonzero(total >= welfare - atol))
-    a_star = efficient[0]
+    # The exact maximiser, not the first near-tie: on a fine grid of a smooth model many
+    # actions tie within atol, and the first of them is biased towards low indices.
+    a_star = int(np.argmax(total))
 
     A = masks[1:].astype(float)
     b = welfare - W[full ^ np.arange(1, full + 1)]
@@ -662,9 +682,9 @@ def solve_menu_auction(
         i = int(over[0])
         raise NotImplementedError(
             f"principal {game.names[i]!r} has cap = {caps[i]:g}, but its truthful schedule at the "
-            f"selected equilibrium pays up to {tau[i].max():.6g}: menu auctions with binding caps "
-            "are not supported (the Bernheim-Whinston characterisation assumes unbounded "
-            "schedules). Raise or remove that principal's cap, or solve with beta > 0"
+            f"selected equilibrium pays up to {tau[i].max():.6g}: the Bernheim-Whinston "
+            "characterisation assumes unbounded schedules. Solve with method='auto' or "
+            "method='quantal-limit' (the limit of quantal equilibria, certified at beta = 0)"
         )
 
     # The agent's choice and each principal's best deviation (the certificate).
@@ -702,7 +722,11 @@ def solve_menu_auction(
     else:
         message = "; ".join(notes)
     if len(efficient) > 1:
-        message += f" Efficient actions tie: {list(efficient)}; the lowest index is taken."
+        shown = list(efficient[:8]) + (["..."] if len(efficient) > 8 else [])
+        message += (
+            f" {len(efficient)} actions tie for efficiency within the tolerance: {shown}; the exact "
+            f"maximiser {a_star} is taken."
+        )
     return MenuAuctionResult(
         message=message,
         success=bool(success),
@@ -729,5 +753,6 @@ def solve_menu_auction(
             for k in range(1, full + 1)
         },
         frontier_vertices=verts,
+        taken_action=int(a_star),
         game=game,
     )
