@@ -724,8 +724,8 @@ def solve_menu_auction(
     if len(efficient) > 1:
         shown = list(efficient[:8]) + (["..."] if len(efficient) > 8 else [])
         message += (
-            f" {len(efficient)} actions tie for efficiency within the tolerance: {shown}; the exact "
-            f"maximiser {a_star} is taken."
+            f" {len(efficient)} actions tie for efficiency within the tolerance: {shown}; "
+            f"the exact maximiser {a_star} is taken."
         )
     return MenuAuctionResult(
         message=message,
