@@ -39,6 +39,7 @@ from cage_games.sequential import (
     solve_sequential,
 )
 from cage_games.solvers import METHODS, register_method, solve
+from cage_games.sweep import SweepTable, sweep
 from cage_games.thresholds import ThresholdSystem
 from cage_games.uniqueness import (
     DominanceBound,
@@ -68,6 +69,7 @@ __all__ = [
     "SensitivityReport",
     "SequentialGame",
     "SequentialResult",
+    "SweepTable",
     "ThresholdSystem",
     "UniquenessReport",
     "ZeroTemperaturePath",
@@ -93,6 +95,7 @@ __all__ = [
     "solve",
     "solve_menu_auction",
     "solve_sequential",
+    "sweep",
     "truthful_set_violation",
     "zero_temperature_path",
 ]
