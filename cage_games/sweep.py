@@ -48,7 +48,7 @@ import numpy as np
 from cage_games.actions import ContinuousActions
 from cage_games.game import CommonAgencyGame
 
-__all__ = ["SweepTable", "grid_cells", "sweep"]
+__all__ = ["SweepTable", "grid_cells", "sweep", "vary_game"]
 
 _OUTCOME = (
     "success",
@@ -66,6 +66,50 @@ def grid_cells(grid: Mapping[str, Sequence[Any]]) -> Iterator[dict[str, Any]]:
     names = list(grid)
     for values in itertools.product(*(list(grid[n]) for n in names)):
         yield {n: _plain(x) for n, x in zip(names, values, strict=True)}
+
+
+def vary_game(base: CommonAgencyGame, **params: float) -> CommonAgencyGame:
+    """``base`` with some parameters changed: the builder behind ``cage sweep``.
+
+    Keys: ``beta`` (the agent's temperature, ``v`` held fixed), ``weight.<name>`` (principal
+    ``<name>``'s utility multiplied by the value) and ``cap.<name>`` (its cap; ``inf`` for
+    none). Picklable with :func:`functools.partial`, so it runs in joblib and Dask workers.
+
+    >>> import cage_games as cg
+    >>> base = cg.CommonAgencyGame(cg.Agent([0.0, 1.0], beta=1.0),
+    ...                            [cg.Principal([1.0, 0.0], name="p")])
+    >>> g = vary_game(base, **{"beta": 0.5, "weight.p": 2.0, "cap.p": 1.5})
+    >>> g.beta, g.utilities.tolist(), g.caps.tolist()
+    (0.5, [[2.0, 0.0]], [1.5])
+    """
+    from cage_games.game import Agent, Principal
+
+    names = list(base.names)
+    weights = dict.fromkeys(names, 1.0)
+    caps = {
+        n: (None if not np.isfinite(c) else float(c)) for n, c in zip(names, base.caps, strict=True)
+    }
+    beta = base.beta
+    for key, value in params.items():
+        kind, _, name = key.partition(".")
+        if kind == "beta" and not name:
+            beta = float(value)
+        elif kind in ("weight", "cap") and name in weights:
+            if kind == "weight":
+                weights[name] = float(value)
+            else:
+                caps[name] = None if np.isposinf(float(value)) else float(value)
+        else:
+            raise ValueError(
+                f"unknown sweep parameter {key!r}: use beta, weight.NAME or cap.NAME with NAME "
+                f"one of {names}"
+            )
+    agent = Agent(base.agent.utility, beta=beta, support=base.agent.support)
+    principals = [
+        Principal(weights[p.name] * p.utility, name=p.name, cap=caps[p.name])
+        for p in base.principals
+    ]
+    return CommonAgencyGame(agent, principals, base.action_names)
 
 
 def _plain(x: Any) -> Any:

@@ -125,3 +125,26 @@ def test_bad_arguments():
         sweep(build, [1, 2], progress=False)
     with pytest.raises(ValueError, match="n_jobs"):
         sweep(build, GRID, n_jobs=0, progress=False)
+
+
+def test_cli_sweep_writes_and_resumes(tmp_path, capsys):
+    from pathlib import Path
+
+    from cage_adapters.cli import main
+
+    game = Path(__file__).resolve().parents[1] / "examples" / "games" / "two_objectives.json"
+    out = tmp_path / "cli.csv"
+    argv = ["sweep", str(game), "--vary", "beta=0.2:1:4", "--vary", "weight.helpful=0.5,2"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    assert "8 cells (8 computed, 0 resumed)" in capsys.readouterr().out
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    assert "(0 computed, 8 resumed)" in capsys.readouterr().out
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    base = cg.load_game(game)
+    from cage_games.sweep import vary_game
+
+    res = cg.solve(vary_game(base, beta=1.0, **{"weight.helpful": 2.0}))
+    assert float(rows[-1]["payoff_helpful"]) == res.payoffs[0]
+    assert main(["sweep", str(game), "--vary", "nope=1", "--out", str(out)]) == 2
+    assert "unknown sweep parameter" in capsys.readouterr().err
