@@ -328,6 +328,54 @@ def _select(
     return np.array([fixed[i] for i in range(m)]), rounds, nlp
 
 
+def _select_on_hull(V: np.ndarray, ref: np.ndarray, atol: float) -> tuple[np.ndarray, int, int]:
+    """Lexicographic max-min of ``U - ref`` over the convex hull of the rows of ``V``.
+
+    The same rounds as :func:`_select`, in barycentric coordinates ``U = V.T @ lam``
+    (``lam >= 0``, ``sum lam = 1``), so the answer stays exactly on the hull.
+    """
+    k, m = V.shape
+    if k == 1:
+        return V[0].copy(), 0, 0
+    fixed: dict[int, float] = {}
+    rounds = nlp = 0
+    A_eq_base = np.hstack([np.ones((1, k)), np.zeros((1, 1))])
+    lam = np.full(k, 1.0 / k)
+    while len(fixed) < m:
+        rounds += 1
+        free = [i for i in range(m) if i not in fixed]
+        # t - (V.T lam)_i <= -ref_i for free i
+        A_ub = np.hstack([-V[:, free].T, np.ones((len(free), 1))])
+        b_ub = -ref[free]
+        eq_rows = [A_eq_base] + [np.hstack([V[:, [i]].T, np.zeros((1, 1))]) for i in fixed]
+        A_eq = np.vstack(eq_rows)
+        b_eq = np.array([1.0, *[fixed[i] for i in fixed]])
+        c = np.zeros(k + 1)
+        c[k] = -1.0
+        bounds = [(0, None)] * k + [(None, None)]
+        res = linprog(c, A_ub, b_ub, A_eq, b_eq, bounds, method="highs", options=_HIGHS)
+        nlp += 1
+        if res.status != 0:
+            raise _LPFailure(f"linear program failed: {res.message}")
+        t_star = res.x[k]
+        lam = res.x[:k]
+        blocked = []
+        for i in free:
+            ci = np.zeros(k + 1)
+            ci[:k] = -V[:, i]
+            bt = [*bounds[:k], (t_star, t_star)]
+            r_i = linprog(ci, A_ub, b_ub, A_eq, b_eq, bt, method="highs", options=_HIGHS)
+            nlp += 1
+            if r_i.status != 0 or -r_i.fun - ref[i] <= t_star + atol:
+                blocked.append(i)
+        if not blocked:
+            U_now = V.T @ lam
+            blocked = [free[int(np.argmin(U_now[free] - ref[free]))]]
+        for i in blocked:
+            fixed[i] = float(ref[i] + t_star)
+    return np.array([fixed[i] for i in range(m)]), rounds, nlp
+
+
 def _frontier_vertices(A: np.ndarray, b: np.ndarray, marg: np.ndarray, atol: float) -> np.ndarray:
     """Vertices of ``{A U <= b}`` (all Pareto-optimal), via Qhull on a box-truncated copy."""
     from scipy.spatial import HalfspaceIntersection
@@ -654,13 +702,24 @@ def solve_menu_auction(
     notes = []
     unique = bool(np.max(A @ marg - b) <= atol)
     try:
+        want_vertices = m <= _MAX_VERTEX_PRINCIPALS if vertices is None else bool(vertices)
+        exact_weights = weights is not None and not unique and m <= _MAX_VERTEX_PRINCIPALS
+        verts = _frontier_vertices(A, b, marg, atol) if want_vertices or exact_weights else None
         if unique:
             U = marg.copy()
+        elif exact_weights:
+            # Exact weighted rule: a linear function attains its maximum over P at vertices,
+            # and its optimal face is the hull of the optimal vertices; break ties on that
+            # face (equal sacrifice) without any slack on w @ U.
+            vals = verts @ weights
+            top = vals.max()
+            face = verts[vals >= top - 1e-12 * max(1.0, abs(top))]
+            U, rounds, nlp = _select_on_hull(face, marg, atol)
         else:
             ref = np.zeros(m) if label == "egalitarian" else marg
             U, rounds, nlp = _select(A, b, ref, weights, atol)
-        want_vertices = m <= _MAX_VERTEX_PRINCIPALS if vertices is None else bool(vertices)
-        verts = _frontier_vertices(A, b, marg, atol) if want_vertices else None
+        if not want_vertices:
+            verts = None
     except _LPFailure as exc:
         status = 3
         notes.append(str(exc))
