@@ -11,8 +11,9 @@ Algorithm (:func:`solve_refined`):
    - ``beta > 0``: the nodes where the policy's marginal has mass above ``1e-10``; every
      interval touching one is halved (a quantal policy has full support, so this refines
      where the density lives, and payoffs then converge at the trapezoid rule's ``O(h^2)``);
-   - ``beta = 0``: the coordinates of the action taken, of every action in the policy's
-     support and of every maximiser of ``v + sum_{i in S} u_i`` over all coalitions ``S``
+   - ``beta = 0``: the coordinates of the action taken, of every action with policy mass
+     above ``1e-3`` (a capped game's answer may be a mixed limit) and of every maximiser of
+     ``v + sum_{i in S} u_i`` over all coalitions ``S``
      (the actions that determine the menu auction's payoffs, ``W(N) - W(N \\ S)``); the two
      intervals on each side are cut into four (the grid is refined *around* the answer, so
      the taken action converges to the continuous maximiser, the first-order-condition
@@ -49,7 +50,7 @@ _MASS = 1e-10
 
 def _key_actions(game: CommonAgencyGame, res: EquilibriumResult) -> np.ndarray:
     """Actions whose neighbourhoods are refined at ``beta = 0``."""
-    keys = {res.action, *np.flatnonzero(res.policy > 1e-12).tolist()}
+    keys = {res.action, *np.flatnonzero(res.policy > 1e-3).tolist()}
     m = game.n_principals
     if m <= 12:
         masks = ((np.arange(2**m)[:, None] >> np.arange(m)[None, :]) & 1).astype(float)

@@ -21,10 +21,14 @@ Algorithm (:func:`solve_quantal_limit`):
    gains by inducing an affordable action at the least cost) are then linear in ``c``. A
    linear program finds the feasible ``c`` nearest to the limit (L1); the pieces are
    re-read at its answer and the program re-solved, at most three times.
-3. *Certify* the polished (or, failing that, the raw limit) schedules with the exact oracle:
+3. If the polished point is not certified, run exact ``beta = 0`` best-response sweeps in
+   capped truthful form from it and from the raw limit (each principal in turn replaces its
+   threshold by ``u_i(a) - k``, ``a`` its best deviation's target and ``k`` its least cost,
+   when that gains more than the tolerance), at most 100 sweeps.
+4. *Certify* the first candidate that passes (or report the best one) with the exact oracle:
    ``success`` when the agent's shortfall and every principal's deviation gain are below
    ``tol`` times the scale.
-4. Otherwise, say so: no capped truthful equilibrium was found, and the result is the limit
+5. Otherwise, say so: no capped truthful equilibrium was found, and the result is the limit
    of the quantal equilibria (the policy at the smallest ``beta``, possibly mixed), with the
    oracle's gains reported; ``success`` is false and ``status`` 4.
 """
@@ -70,7 +74,7 @@ def _polish(
         zero = r <= 0
         capped = (r >= caps[:, None]) & ~zero
         linear = ~zero & ~capped
-        # tau_ia = const_ia + slope_ia * c_i, with slope -1 on the linear piece.
+        # tau_ia = const_ia + slope_ia * c_i (slope -1 on the linear piece); z = Zk + Zg @ c.
         const = np.where(linear, u, np.where(capped, caps[:, None], 0.0))
         slope = np.where(linear, -1.0, 0.0)
         lo = np.full(m, -np.inf)
@@ -85,56 +89,36 @@ def _polish(
                 hi[i] = min(hi[i], (u[i, capped[i]] - caps[i]).min())
         if np.any(lo > hi + 1e-12 * scale):
             return None
-        tau = const + slope * c[:, None]
-        z = v + tau.sum(axis=0)
-        rows: list[np.ndarray] = []
-        rhs: list[float] = []
-
-        def z_row(
-            a: int, without: int | None = None, const=const, slope=slope
-        ) -> tuple[np.ndarray, float]:
-            """z(a) (or z_{-i}(a)) = k + g @ c."""
-            g = slope[:, a].copy()
-            k = v[a] + const[:, a].sum()
-            if without is not None:
-                g[without] = 0.0
-                k -= const[without, a]
-            return g, k
-
-        # The agent takes a0: z(a) - z(a0) <= 0.
-        g0, k0 = z_row(a0)
-        for a in range(n):
-            if a != a0:
-                g, k = z_row(a)
-                rows.append(g - g0)
-                rhs.append(k0 - k)
+        Zg = slope.T  # (n, m)
+        Zk = v + const.sum(axis=0)
+        others = np.arange(n) != a0
+        rows = [Zg[others] - Zg[a0]]  # the agent takes a0
+        rhs = [Zk[a0] - Zk[others]]
         for i in range(m):
-            z_oth = z - tau[i]
+            Gi = Zg.copy()
+            Gi[:, i] = 0.0
+            Ki = Zk - const[i]
+            z_oth = Ki + Gi @ c
             alt = int(np.argmax(z_oth))
-            g_alt, k_alt = z_row(alt, i)
-            # U_i(c) = u_i(a0) - tau_i(a0) = u_i(a0) - const - slope c_i
+            keep = np.arange(n) != alt
+            rows.append(Gi[keep] - Gi[alt])  # alt stays the agent's choice without i
+            rhs.append(Ki[alt] - Ki[keep])
+            dG = Gi[alt] - Gi  # cost(a) = dK + dG @ c
+            dK = Ki[alt] - Ki
             gU = np.zeros(m)
             gU[i] = -slope[i, a0]
             kU = u[i, a0] - const[i, a0]
             cost = z_oth[alt] - z_oth
-            for a in range(n):
-                g, k = z_row(a, i)
-                if a != alt:  # alt stays the agent's choice when i pays nothing
-                    rows.append(g - g_alt)
-                    rhs.append(k_alt - k)
-                # cost(a) = (k_alt - k) + (g_alt - g) @ c
-                if cost[a] < caps[i] - atol:
-                    if np.isfinite(caps[i]):
-                        rows.append(g_alt - g)  # cost(a) <= cap_i
-                        rhs.append(caps[i] - (k_alt - k))
-                    # u_ia - cost(a) <= U_i(c)
-                    rows.append(-(g_alt - g) - gU)
-                    rhs.append(kU - u[i, a] + (k_alt - k))
-                else:
-                    rows.append(-(g_alt - g))  # cost(a) >= cap_i
-                    rhs.append((k_alt - k) - caps[i])
-        A = np.array(rows)
-        b = np.array(rhs)
+            reach = cost < caps[i] - atol if np.isfinite(caps[i]) else np.ones(n, dtype=bool)
+            if np.isfinite(caps[i]):
+                rows.append(dG[reach])  # cost(a) <= cap_i
+                rhs.append(caps[i] - dK[reach])
+                rows.append(-dG[~reach])  # cost(a) >= cap_i
+                rhs.append(dK[~reach] - caps[i])
+            rows.append(-dG[reach] - gU)  # u_ia - cost(a) <= U_i(c)
+            rhs.append(kU - u[i, reach] + dK[reach])
+        A = np.vstack(rows)
+        b = np.concatenate(rhs)
         # minimise sum e, e >= |c - c0|
         A_full = np.vstack(
             [
@@ -163,6 +147,39 @@ def _polish(
             return c_new
         c = c_new
     return c
+
+
+def _best_response_sweeps(
+    game: CommonAgencyGame, c: np.ndarray, action: int, atol: float, sweeps: int = 100
+) -> tuple[np.ndarray, int]:
+    """Exact ``beta = 0`` best responses in capped truthful form, principal by principal.
+
+    Principal ``i``'s best deviation (the oracle's ``argmax``: induce ``a`` at the least cost
+    ``k``) is also reached by the capped truthful schedule with ``c_i = u_i(a) - k``; the
+    agent, indifferent, takes ``a`` (its tie-breaking is part of the equilibrium). A principal
+    moves only if that gains more than ``atol``; the sweep stops when nobody moves.
+    """
+    support = game.agent.support
+    v = np.where(support, game.agent.utility, -np.inf)
+    u = game.utilities
+    caps = game.caps
+    c = c.copy()
+    for _ in range(sweeps):
+        moved = False
+        for i in range(c.size):
+            tau = np.where(support[None, :], _capped_truthful(u, c, caps), 0.0)
+            z_oth = v + tau.sum(axis=0) - tau[i]
+            cost = np.max(z_oth) - z_oth
+            reach = cost < caps[i] - atol if np.isfinite(caps[i]) else np.isfinite(cost)
+            value = np.where(support & (reach | (cost == 0)), u[i] - cost, -np.inf)
+            br = int(np.argmax(value))
+            if value[br] > u[i, action] - tau[i, action] + atol:
+                c[i] = u[i, br] - cost[br]
+                action = br
+                moved = True
+        if not moved:
+            break
+    return c, action
 
 
 def solve_quantal_limit(
@@ -223,6 +240,7 @@ def solve_quantal_limit(
 
     x0 = None
     path_residuals = []
+    path = []
     last = None
     nit = nfev = 0
     for b in rel * scale:
@@ -231,23 +249,35 @@ def solve_quantal_limit(
         nit += last.nit
         nfev += last.nfev
         path_residuals.append(float(last.residual))
+        path.append((float(b), last))
         x0 = last.thresholds
     assert last is not None
     c_lim = last.thresholds - float(rel[-1] * scale)  # c_i - beta -> U_i: the beta = 0 threshold
     a_mode = int(np.argmax(last.policy))
 
-    candidates = []
-    polished = _polish(game, c_lim, a_mode, scale, atol)
-    if polished is not None:
-        candidates.append(("polished", polished))
-    candidates.append(("limit", c_lim))
+    def candidates():
+        # The polished limit from the last three temperatures and the three likeliest
+        # actions, then the raw limit, then best-response sweeps from it.
+        for b, q in path[::-1][:3]:
+            for a in np.argsort(-q.policy)[:3].tolist():
+                if q.policy[a] > 1e-6:
+                    c_pol = _polish(game, q.thresholds - b, int(a), scale, atol)
+                    if c_pol is not None:
+                        yield f"polished (beta={b:.2g}, action {a})", c_pol, int(a)
+        yield "limit", c_lim, a_mode
+        c_br, a_br = _best_response_sweeps(game, c_lim, a_mode, atol)
+        yield "limit + best responses", c_br, a_br
+
     chosen = None
-    for label, c in candidates:
+    for label, c, a in candidates():
         tau = np.where(support[None, :], _capped_truthful(u, c, caps), 0.0)
-        cert = beta0_certificate(game, tau, a_mode, cap_tol=atol)
+        cert = beta0_certificate(game, tau, a, cap_tol=atol)
         if chosen is None or cert.residual < chosen[2].residual:
             chosen = (label, c, cert, tau)
+        if cert.residual <= atol:
+            break
     label, c, cert, tau = chosen
+    a_mode = cert.action
     success = cert.residual <= atol
     total = np.where(support, v + u.sum(axis=0), -np.inf)
     efficient = tuple(int(a) for a in np.flatnonzero(total >= total.max() - atol))
@@ -268,8 +298,9 @@ def solve_quantal_limit(
         policy = last.policy.copy()
         worst = int(np.argmax(cert.gaps))
         message = (
-            "No capped truthful equilibrium found: neither the limit of the quantal equilibria "
-            "nor its polished version is an equilibrium at beta = 0 (principal "
+            "No capped truthful equilibrium found: no candidate (the limit of the quantal "
+            "equilibria, polished from the last three temperatures and likeliest actions, or "
+            "improved by exact best responses) is an equilibrium at beta = 0 (principal "
             f"{game.names[worst]!r} gains {cert.gaps[worst]:.3g} by inducing action "
             f"{cert.best_deviations[worst]}; agent shortfall {cert.agent_shortfall:.3g}). "
             f"Returned instead: the quantal equilibrium at beta = {rel[-1] * scale:.3g} "
