@@ -236,6 +236,7 @@ def _menu_auction_report(game: CommonAgencyGame) -> ExistenceReport:
         "and bounded above (U_i <= W(N) - W(N minus i)), so its frontier is non-empty.",
     ]
     established = True
+    constructed_capped = False
     try:
         from cage_games.menu_auction import solve_menu_auction
     except ImportError:  # pragma: no cover - the module ships with the package
@@ -244,8 +245,22 @@ def _menu_auction_report(game: CommonAgencyGame) -> ExistenceReport:
         try:
             auction = solve_menu_auction(game, vertices=False)
         except NotImplementedError as exc:
-            established = False
+            from cage_games.solvers.quantal_limit import solve_quantal_limit
+
+            limit = solve_quantal_limit(game)
+            established = constructed_capped = bool(limit.success)
             reasons.append(f"But the caps bind: {exc}")
+            reasons.append(
+                "Constructed one instead: the limit of the quantal equilibria, certified by the "
+                f"exact beta = 0 best-response oracle (residual {limit.residual:.3g})."
+                if limit.success
+                else f"The limit of the quantal equilibria was not certified: {limit.message}"
+            )
+            details = {
+                "taken_action": limit.taken_action,
+                "capped_equilibrium_payoffs": limit.payoffs,
+                "certificate_residual": limit.residual,
+            }
         else:
             details = {
                 "efficient_actions": auction.efficient_actions,
@@ -266,14 +281,28 @@ def _menu_auction_report(game: CommonAgencyGame) -> ExistenceReport:
             "But the game has caps: the Bernheim-Whinston characterisation assumes unbounded "
             "schedules, so it does not apply as is."
         )
-    message = (
-        "An equilibrium exists: a truthful equilibrium of the menu auction (Bernheim-Whinston)."
-        if established
-        else "Existence is not established: the menu-auction argument does not cover this game."
-    )
+    if constructed_capped:
+        message = (
+            "An equilibrium exists: a capped truthful equilibrium was constructed and certified "
+            "by the exact beta = 0 best-response oracle."
+        )
+    elif established:
+        message = (
+            "An equilibrium exists: a truthful equilibrium of the menu auction (Bernheim-Whinston)."
+        )
+    else:
+        message = (
+            "Existence is not established: the menu-auction argument does not cover this game."
+        )
     return ExistenceReport(
         established=established,
-        argument="Bernheim–Whinston" if established else "none",
+        argument=(
+            "constructed (certified)"
+            if constructed_capped
+            else "Bernheim–Whinston"
+            if established
+            else "none"
+        ),
         message=message,
         reasons=tuple(reasons),
         beta=0.0,

@@ -113,3 +113,25 @@ def test_oracle_on_a_hand_worked_profile():
     assert cert.action == 0
     np.testing.assert_allclose(cert.gaps, [1.0, 1.0])
     assert cert.best_deviations == (0, 1)
+
+
+def test_capped_lobbies_on_a_product_grid_are_certified():
+    # Grossman-Helpman tariffs (tests/test_actions.py) with both lobbies capped at 0.05: the
+    # caps bind (uncapped, the tariffs are 0.18), the answer moves and is certified exactly.
+    from test_actions import gh_game
+
+    grid = cg.ActionGrid(t1=np.linspace(-0.3, 0.7, 41), t2=np.linspace(-0.3, 0.7, 41))
+    free = cg.solve(gh_game(grid, ("t1", "t2")))
+    capped_game = gh_game(grid, ("t1", "t2"))
+    capped_game = cg.CommonAgencyGame(
+        capped_game.agent,
+        [cg.Principal(p.utility, name=p.name, cap=0.05) for p in capped_game.principals],
+        actions=grid,
+    )
+    res = cg.solve(capped_game)
+    assert res.method == "quantal-limit" and res.success, res.message
+    assert res.action_coords != free.action_coords
+    scale = max(np.abs(capped_game.agent.utility).max(), np.abs(capped_game.utilities).max())
+    cert = cg.beta0_certificate(capped_game, res.transfers, res.action, cap_tol=1e-9 * scale)
+    assert cert.residual <= 1e-9 * scale
+    assert np.all(res.transfers <= 0.05 + 1e-15)
