@@ -148,3 +148,37 @@ def test_cli_sweep_writes_and_resumes(tmp_path, capsys):
     assert float(rows[-1]["payoff_helpful"]) == res.payoffs[0]
     assert main(["sweep", str(game), "--vary", "nope=1", "--out", str(out)]) == 2
     assert "unknown sweep parameter" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_10000_game_bar(tmp_path):
+    # The bar: 10 000 games with a progress bar, resumed after an interruption, and
+    # the same rows on a Dask LocalCluster as locally.
+    distributed = pytest.importorskip("distributed")
+    grid = {
+        "beta": list(np.geomspace(0.05, 2, 10)),
+        "weight": list(np.linspace(0.2, 2, 10)),
+        "seed": list(range(100)),
+    }
+    calls = [0]
+
+    def interrupted(beta, weight, seed):
+        calls[0] += 1
+        if calls[0] == 3001:
+            raise KeyboardInterrupt
+        return build(beta, weight, seed)
+
+    out = tmp_path / "resumed.csv"
+    with pytest.raises(KeyboardInterrupt):
+        sweep(interrupted, grid, out=out, progress=True)
+    resumed = sweep(build, grid, out=out, progress=True)
+    assert resumed.resumed == 3000 and resumed.computed == 7000 and len(resumed) == 10_000
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        remote = sweep(build, grid, n_jobs=-1, backend="dask", progress=True)
+    assert _outcomes(remote) == _outcomes(resumed)
+    assert all(remote.column("success"))
