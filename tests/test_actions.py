@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cage_games as cg
 
@@ -182,3 +184,23 @@ def test_refine_options_are_only_for_continuous_games():
     game = cg.CommonAgencyGame(cg.Agent([0.0, 1.0], beta=0.5), [cg.Principal([1.0, 0.0])])
     with pytest.raises(ValueError, match="ContinuousActions"):
         cg.solve(game, options={"refine_tol": 1e-3})
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=8, unique=True),
+    st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=5, unique=True),
+)
+def test_cells_tile_the_box_and_marginals_are_distributions(xs, ys):
+    grid = cg.ActionGrid(x=sorted(xs), y=sorted(ys))
+    lower = np.array([min(xs) - 1.0, min(ys) - 0.5])
+    upper = np.array([max(xs) + 1.0, max(ys) + 0.5])
+    vol = grid.cell_volumes(lower, upper)
+    assert np.all(vol > 0)
+    assert vol.sum() == pytest.approx(np.prod(upper - lower), rel=1e-12)
+    p = np.random.default_rng(len(xs) * 10 + len(ys)).dirichlet(np.ones(grid.size))
+    marg = grid.marginals(p)
+    assert marg["x"].sum() == pytest.approx(1.0) and marg["y"].sum() == pytest.approx(1.0)
+    mean = grid.mean(p)
+    assert min(xs) - 1e-12 <= mean["x"] <= max(xs) + 1e-12
+    assert mean["y"] == pytest.approx(float(p @ grid.coords["y"]))
