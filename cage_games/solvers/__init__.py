@@ -150,6 +150,8 @@ def _solve_discrete(
             )
         return _call(entry.func, game, options, method)
     if game.beta == 0:
+        # The threshold solvers' iteration options do not apply to the (finite) menu auction.
+        options = {k: v for k, v in options.items() if k not in ("max_iter", "x0")}
         entry = get_method("menu-auction")
         if game.has_caps:
             try:
