@@ -272,6 +272,12 @@ class CommonAgencyGame:
             grid = space
             log_w = None
         elif isinstance(space, ContinuousActions):
+            if not callable(self.agent.utility) or not all(callable(p.utility) for p in principals):
+                raise ValueError(
+                    "on a ContinuousActions box every utility (the agent's and each principal's) "
+                    "must be a vectorised callable of the coordinates: the solver re-tabulates "
+                    "them on refined grids. For fixed tables use an ActionGrid"
+                )
             grid = space.initial_grid() if self.grid is None else self.grid
             if not isinstance(grid, ActionGrid) or grid.names != space.names:
                 raise ValueError(f"grid must be an ActionGrid over the dimensions {space.names}")

@@ -153,6 +153,14 @@ def test_grid_index_point_and_volumes():
         (lambda: cg.ContinuousActions(t=(0.0, 1.0), resolution=1), "resolution"),
         (
             lambda: cg.CommonAgencyGame(
+                cg.Agent(np.zeros(21), beta=0.1),
+                [cg.Principal(lambda t: t)],
+                actions=cg.ContinuousActions(t=(0.0, 1.0)),
+            ),
+            "must be a vectorised callable",
+        ),
+        (
+            lambda: cg.CommonAgencyGame(
                 cg.Agent(lambda t: t, beta=0.1), [cg.Principal(lambda t: -t)]
             ),
             "actions=cg.ActionGrid",
