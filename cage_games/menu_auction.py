@@ -146,7 +146,8 @@ class MenuAuctionResult(EquilibriumResult):
     success : bool
         Whether the certificate ``residual`` is within the tolerance.
     status : int
-        0 success; 2 the certificate exceeds the tolerance; 3 a linear program failed.
+        0 success; 2 the certificate exceeds the tolerance; 3 a linear program failed; 4
+        (``method="quantal-limit"``) no capped truthful equilibrium found.
     method : str
         ``"menu-auction"``.
     residual : float

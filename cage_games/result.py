@@ -114,7 +114,9 @@ class EquilibriumResult(FrozenRecord):
         KKT point was checked to be a global best response; see ``cap_check``).
     status : int
         0 converged; 1 iteration limit reached; 2 no further progress possible (stagnation at
-        the floating-point floor); 3 numerical failure.
+        the floating-point floor); 3 numerical failure; 4 (``beta = 0`` with binding caps,
+        ``method="quantal-limit"``) no capped truthful equilibrium was found, and the limit of
+        the quantal equilibria is returned instead (see the message).
     method : str
         The solver that produced the answer (``"auto"`` is resolved to the one used; a
         fall-back is written as ``"newton>gauss-seidel"``).
