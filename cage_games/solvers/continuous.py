@@ -54,9 +54,12 @@ def _key_actions(game: CommonAgencyGame, res: EquilibriumResult) -> np.ndarray:
     m = game.n_principals
     if m <= 12:
         masks = ((np.arange(2**m)[:, None] >> np.arange(m)[None, :]) & 1).astype(float)
-        totals = game.agent.utility[None, :] + masks @ game.utilities
-        totals = np.where(game.agent.support[None, :], totals, -np.inf)
-        keys |= set(np.argmax(totals, axis=1).tolist())
+        # In blocks of coalitions, so that 2**m x n never has to sit in memory at once.
+        step = max(1, 2_000_000 // max(1, game.n_actions))
+        for start in range(0, masks.shape[0], step):
+            totals = game.agent.utility[None, :] + masks[start : start + step] @ game.utilities
+            totals = np.where(game.agent.support[None, :], totals, -np.inf)
+            keys |= set(np.argmax(totals, axis=1).tolist())
     return np.array(sorted(keys), dtype=int)
 
 
