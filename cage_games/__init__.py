@@ -14,6 +14,7 @@ the derivation of every solver and certificate.
 """
 
 from cage_games import learning
+from cage_games.actions import ActionGrid, ContinuousActions
 from cage_games.certificates import BestResponse, NashGap, best_response, nash_gap, payoffs, policy
 from cage_games.existence import ExistenceReport, check_existence
 from cage_games.game import Agent, CommonAgencyGame, Principal
@@ -21,13 +22,12 @@ from cage_games.io import load_game, save_game
 from cage_games.learning import LearningResult, learn, plot_learning
 from cage_games.menu_auction import (
     MenuAuctionResult,
-    ZeroTemperaturePath,
+    beta0_certificate,
     coalition_bounds,
     solve_menu_auction,
     truthful_set_violation,
-    zero_temperature_path,
 )
-from cage_games.result import EquilibriumResult
+from cage_games.result import EquilibriumResult, RefinementStep
 from cage_games.sensitivity import Derivatives, SensitivityReport, sensitivity
 from cage_games.sequential import (
     MyopicComparison,
@@ -38,7 +38,8 @@ from cage_games.sequential import (
     outcome_distribution,
     solve_sequential,
 )
-from cage_games.solvers import METHODS, solve
+from cage_games.solvers import METHODS, register_method, solve
+from cage_games.sweep import SweepTable, sweep
 from cage_games.thresholds import ThresholdSystem
 from cage_games.uniqueness import (
     DominanceBound,
@@ -46,12 +47,15 @@ from cage_games.uniqueness import (
     check_uniqueness,
     dominance_bound,
 )
+from cage_games.zero_temperature import ZeroTemperaturePath, zero_temperature_path
 
 __all__ = [
     "METHODS",
+    "ActionGrid",
     "Agent",
     "BestResponse",
     "CommonAgencyGame",
+    "ContinuousActions",
     "Derivatives",
     "DominanceBound",
     "EquilibriumResult",
@@ -61,13 +65,16 @@ __all__ = [
     "MyopicComparison",
     "NashGap",
     "Principal",
+    "RefinementStep",
     "SensitivityReport",
     "SequentialGame",
     "SequentialResult",
+    "SweepTable",
     "ThresholdSystem",
     "UniquenessReport",
     "ZeroTemperaturePath",
     "best_response",
+    "beta0_certificate",
     "check_existence",
     "check_uniqueness",
     "coalition_bounds",
@@ -82,11 +89,13 @@ __all__ = [
     "payoffs",
     "plot_learning",
     "policy",
+    "register_method",
     "save_game",
     "sensitivity",
     "solve",
     "solve_menu_auction",
     "solve_sequential",
+    "sweep",
     "truthful_set_violation",
     "zero_temperature_path",
 ]

@@ -38,16 +38,15 @@ confirmation of the analytic signs, never a substitute for them.
 from __future__ import annotations
 
 import itertools
-import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from cage_games._validation import as_int
 from cage_games.game import CommonAgencyGame
-from cage_games.result import FrozenRecord
+from cage_games.result import FrozenRecord, format_record
 from cage_games.thresholds import ThresholdSystem
 
 __all__ = ["ExistenceReport", "check_existence"]
@@ -61,58 +60,9 @@ _SIGN_RTOL = 1e-9
 # -- shared report plumbing (also used by uniqueness and sensitivity) ----------------------------
 
 
-def _format_value(value: Any, indent: int) -> str:
-    """Text for one report value; continuation lines are indented by ``indent`` spaces."""
-    pad = "\n" + " " * indent
-    width = max(40, 100 - indent)
-    if is_dataclass(value) and not isinstance(value, type):
-        value = {f.name: getattr(value, f.name) for f in fields(value) if f.repr}
-    if isinstance(value, np.ndarray):
-        text = np.array2string(value, precision=6, threshold=24, edgeitems=4, max_line_width=width)
-        return text.replace("\n", pad)
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6g}"
-    if isinstance(value, str):
-        return pad.join(textwrap.wrap(value, width)) or '""'
-    if isinstance(value, tuple) and value and all(isinstance(v, str) for v in value):
-        if all(len(v) <= 24 for v in value):
-            return pad.join(textwrap.wrap(", ".join(value), width))
-        return pad.join(
-            pad.join(textwrap.wrap(v, width, initial_indent="- ", subsequent_indent="  "))
-            for v in value
-        )
-    if isinstance(value, Mapping):
-        if not value:
-            return "{}"
-        keys = [str(k) for k in value]
-        kw = max(len(k) for k in keys)
-        return pad.join(
-            f"{k.ljust(kw)}: {_format_value(v, indent + kw + 2)}"
-            for k, v in zip(keys, value.values(), strict=True)
-        )
-    return repr(value)
-
-
 def render_report(obj: Any, title: str) -> str:
-    """Render a report dataclass as a title line and aligned ``name: value`` lines.
-
-    Fields declared with ``repr=False`` (the game, bulky arrays), ``None`` values and empty
-    mappings are left out; tuples of strings are written one per line as a bullet list.
-    """
-    names = [
-        f.name
-        for f in fields(obj)
-        if f.repr
-        and getattr(obj, f.name) is not None
-        and not (isinstance(getattr(obj, f.name), Mapping) and not getattr(obj, f.name))
-    ]
-    width = max(len(n) for n in names)
-    lines = [title]
-    for name in names:
-        lines.append(f"{name.rjust(width)}: {_format_value(getattr(obj, name), width + 2)}")
-    return "\n".join(lines)
+    """Render a report dataclass with a title line: :func:`cage_games.result.format_record`."""
+    return format_record(obj, title=title)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -286,6 +236,7 @@ def _menu_auction_report(game: CommonAgencyGame) -> ExistenceReport:
         "and bounded above (U_i <= W(N) - W(N minus i)), so its frontier is non-empty.",
     ]
     established = True
+    constructed_capped = False
     try:
         from cage_games.menu_auction import solve_menu_auction
     except ImportError:  # pragma: no cover - the module ships with the package
@@ -294,8 +245,22 @@ def _menu_auction_report(game: CommonAgencyGame) -> ExistenceReport:
         try:
             auction = solve_menu_auction(game, vertices=False)
         except NotImplementedError as exc:
-            established = False
+            from cage_games.solvers.quantal_limit import solve_quantal_limit
+
+            limit = solve_quantal_limit(game)
+            established = constructed_capped = bool(limit.success)
             reasons.append(f"But the caps bind: {exc}")
+            reasons.append(
+                "Constructed one instead: the limit of the quantal equilibria, certified by the "
+                f"exact beta = 0 best-response oracle (residual {limit.residual:.3g})."
+                if limit.success
+                else f"The limit of the quantal equilibria was not certified: {limit.message}"
+            )
+            details = {
+                "taken_action": limit.taken_action,
+                "capped_equilibrium_payoffs": limit.payoffs,
+                "certificate_residual": limit.residual,
+            }
         else:
             details = {
                 "efficient_actions": auction.efficient_actions,
@@ -316,14 +281,28 @@ def _menu_auction_report(game: CommonAgencyGame) -> ExistenceReport:
             "But the game has caps: the Bernheim-Whinston characterisation assumes unbounded "
             "schedules, so it does not apply as is."
         )
-    message = (
-        "An equilibrium exists: a truthful equilibrium of the menu auction (Bernheim-Whinston)."
-        if established
-        else "Existence is not established: the menu-auction argument does not cover this game."
-    )
+    if constructed_capped:
+        message = (
+            "An equilibrium exists: a capped truthful equilibrium was constructed and certified "
+            "by the exact beta = 0 best-response oracle."
+        )
+    elif established:
+        message = (
+            "An equilibrium exists: a truthful equilibrium of the menu auction (Bernheim-Whinston)."
+        )
+    else:
+        message = (
+            "Existence is not established: the menu-auction argument does not cover this game."
+        )
     return ExistenceReport(
         established=established,
-        argument="Bernheim–Whinston" if established else "none",
+        argument=(
+            "constructed (certified)"
+            if constructed_capped
+            else "Bernheim–Whinston"
+            if established
+            else "none"
+        ),
         message=message,
         reasons=tuple(reasons),
         beta=0.0,

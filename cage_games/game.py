@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cage_games._validation import as_scalar, as_vector
+from cage_games.actions import ActionGrid, ContinuousActions
 
 __all__ = ["Agent", "CommonAgencyGame", "Principal"]
 
@@ -29,8 +30,10 @@ class Agent:
 
     Parameters
     ----------
-    utility : array_like, shape (n,)
-        Intrinsic utility ``v(a)`` of each action; finite.
+    utility : array_like, shape (n,), or callable
+        Intrinsic utility ``v(a)`` of each action; finite. On a structured action space
+        (``CommonAgencyGame(..., actions=...)``) a vectorised callable of the coordinates,
+        e.g. ``lambda t1, t2: -(t1**2 + t2**2)``; the game tabulates it.
     beta : float
         Temperature, ``>= 0``. ``beta > 0`` gives the logit response
         ``pi ∝ exp((v + sum_i tau_i) / beta)``; ``beta = 0`` a deterministic agent (menu auction).
@@ -57,8 +60,12 @@ class Agent:
     support: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        v = as_vector(self.utility, "utility")
         beta = as_scalar(self.beta, "beta", minimum=0.0)
+        if callable(self.utility):
+            # Bound to an action space by CommonAgencyGame(..., actions=...).
+            object.__setattr__(self, "beta", beta)
+            return
+        v = as_vector(self.utility, "utility")
         if self.support is None:
             support = np.ones(v.size, dtype=bool)
         else:
@@ -117,6 +124,11 @@ class Agent:
 
     @property
     def n_actions(self) -> int:
+        if callable(self.utility):
+            raise ValueError(
+                "this agent's utility is a callable of the action coordinates: it has no "
+                "number of actions until it is placed in CommonAgencyGame(..., actions=...)"
+            )
         return int(self.utility.size)
 
 
@@ -126,8 +138,9 @@ class Principal:
 
     Parameters
     ----------
-    utility : array_like, shape (n,)
+    utility : array_like, shape (n,), or callable
         Gross utility ``u_i(a)``; finite. In alignment, ``w_i * r_i`` for an objective's reward.
+        On a structured action space, a vectorised callable of the coordinates.
     name : str, optional
         A label used in reports; :class:`CommonAgencyGame` fills in ``"principal_<i>"``.
     cap : float, optional
@@ -139,7 +152,8 @@ class Principal:
     cap: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "utility", as_vector(self.utility, "utility"))
+        if not callable(self.utility):
+            object.__setattr__(self, "utility", as_vector(self.utility, "utility"))
         if self.name is not None and not isinstance(self.name, str):
             raise TypeError(f"name must be a string, got {type(self.name).__name__}")
         if self.cap is not None:
@@ -167,6 +181,15 @@ class CommonAgencyGame:
         named ``"principal_<i>"``; names must be unique.
     action_names : sequence of str, optional
         Labels for the actions (used by reports and the CLI).
+    actions : ActionGrid or ContinuousActions, optional
+        A structured action space (:mod:`cage_games.actions`). The utilities may then be
+        vectorised callables of the coordinates; the game tabulates them on ``grid``.
+        A :class:`~cage_games.ContinuousActions` box is tabulated on its first uniform grid,
+        with the agent's utility shifted by ``beta * log(w)`` for the cells' reference
+        weights ``w``; :func:`cage_games.solve` refines it.
+    grid : ActionGrid, optional
+        The grid a continuous box is tabulated on (default: ``actions.initial_grid()``); for
+        an :class:`~cage_games.ActionGrid` it is ``actions`` itself.
 
     Attributes
     ----------
@@ -181,6 +204,8 @@ class CommonAgencyGame:
     agent: Agent
     principals: tuple[Principal, ...]
     action_names: tuple[str, ...] | None = None
+    actions: ActionGrid | ContinuousActions | None = None
+    grid: ActionGrid | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.agent, Agent):
@@ -197,13 +222,16 @@ class CommonAgencyGame:
             raise ValueError(
                 "principals is empty: a common-agency game needs at least one principal"
             )
-        n = self.agent.n_actions
-        named = []
         for i, p in enumerate(principals):
             if not isinstance(p, Principal):
                 raise TypeError(
                     f"principals[{i}] must be a cage_games.Principal, got {type(p).__name__}"
                 )
+        object.__setattr__(self, "_source", (self.agent, principals))
+        principals = self._bind_actions(principals)
+        n = self.agent.n_actions
+        named = []
+        for i, p in enumerate(principals):
             if p.utility.size != n:
                 raise ValueError(
                     f"principals[{i}].utility has {p.utility.size} entries but the agent has {n} "
@@ -225,6 +253,76 @@ class CommonAgencyGame:
         caps.setflags(write=False)
         object.__setattr__(self, "_utilities", utilities)
         object.__setattr__(self, "_caps", caps)
+
+    def _bind_actions(self, principals: tuple[Principal, ...]) -> tuple[Principal, ...]:
+        """Tabulate callables on the action space's grid; replace ``agent`` by the tabulated one."""
+        space = self.actions
+        if space is None:
+            if self.grid is not None:
+                raise ValueError("grid is only meaningful with actions=ContinuousActions(...)")
+            if callable(self.agent.utility) or any(callable(p.utility) for p in principals):
+                raise ValueError(
+                    "utilities are callables of action coordinates, but the game has no action "
+                    "space: pass actions=cg.ActionGrid(...) or cg.ContinuousActions(...)"
+                )
+            return principals
+        if isinstance(space, ActionGrid):
+            if self.grid is not None and self.grid != space:
+                raise ValueError("grid must be actions itself for an ActionGrid")
+            grid = space
+            log_w = None
+        elif isinstance(space, ContinuousActions):
+            if not callable(self.agent.utility) or not all(callable(p.utility) for p in principals):
+                raise ValueError(
+                    "on a ContinuousActions box every utility (the agent's and each principal's) "
+                    "must be a vectorised callable of the coordinates: the solver re-tabulates "
+                    "them on refined grids. For fixed tables use an ActionGrid"
+                )
+            grid = space.initial_grid() if self.grid is None else self.grid
+            if not isinstance(grid, ActionGrid) or grid.names != space.names:
+                raise ValueError(f"grid must be an ActionGrid over the dimensions {space.names}")
+            axes = grid.axes
+            for k, name in enumerate(space.names):
+                if axes[name][0] < space.lower[k] or axes[name][-1] > space.upper[k]:
+                    raise ValueError(f"grid {name!r} leaves the box {space.bounds[name]}")
+            log_w = np.log(space.reference_weights(grid))
+        else:
+            raise TypeError(
+                "actions must be a cage_games.ActionGrid or cage_games.ContinuousActions, got "
+                f"{type(space).__name__}"
+            )
+        object.__setattr__(self, "grid", grid)
+        agent = self.agent
+        v = grid.evaluate(agent.utility, "agent.utility")
+        if log_w is not None:
+            v = v + agent.beta * log_w
+        support = agent.support
+        if support is not None and np.ndim(support) > 1:
+            support = np.asarray(support).ravel()
+        object.__setattr__(self, "agent", Agent(utility=v, beta=agent.beta, support=support))
+        return tuple(
+            Principal(grid.evaluate(p.utility, f"principals[{i}].utility"), p.name, p.cap)
+            for i, p in enumerate(principals)
+        )
+
+    def on_grid(self, grid: ActionGrid) -> CommonAgencyGame:
+        """The same game (same callables) tabulated on another grid of its continuous box."""
+        if not isinstance(self.actions, ContinuousActions):
+            raise ValueError("on_grid needs a game with actions=cg.ContinuousActions(...)")
+        agent, principals = self._source  # type: ignore[attr-defined]
+        return CommonAgencyGame(agent, principals, actions=self.actions, grid=grid)
+
+    def with_beta(self, beta: float) -> CommonAgencyGame:
+        """The same game with the agent's temperature set to ``beta`` (``v`` unchanged).
+
+        On a continuous box the reference weights are re-applied at the new temperature.
+        """
+        agent, principals = self._source  # type: ignore[attr-defined]
+        new_agent = Agent(utility=agent.utility, beta=beta, support=agent.support)
+        if self.actions is None:
+            return CommonAgencyGame(new_agent, principals, self.action_names)
+        grid = self.grid if isinstance(self.actions, ContinuousActions) else None
+        return CommonAgencyGame(new_agent, principals, actions=self.actions, grid=grid)
 
     @property
     def n_actions(self) -> int:
@@ -258,5 +356,7 @@ class CommonAgencyGame:
         return (
             f"CommonAgencyGame(n_actions={self.n_actions}, principals={list(self.names)}, "
             f"beta={self.beta:g}, "
-            f"caps={[None if not np.isfinite(c) else float(c) for c in self.caps]})"
+            f"caps={[None if not np.isfinite(c) else float(c) for c in self.caps]}"
+            + ("" if self.actions is None else f", actions={self.actions!r}")
+            + ")"
         )

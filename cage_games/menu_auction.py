@@ -25,34 +25,32 @@ cooperation: the structure of equilibrium payoffs in common agency", JET 100(1),
 frontier vertices, uniqueness) and one frontier point chosen by a documented ``selection`` rule,
 with its truthful schedules and an independent certificate (every principal's best deviation).
 
-:func:`zero_temperature_path` connects the menu auction to the quantal game: with ``v`` held
-fixed and ``beta -> 0`` the quantal equilibrium concentrates on the efficient action and its
-payoffs enter ``P`` (design note, fact 5).
+:func:`cage_games.zero_temperature.zero_temperature_path` connects the menu auction to the
+quantal game: with ``v`` held fixed and ``beta -> 0`` the quantal equilibrium concentrates on
+the efficient action and its payoffs enter ``P`` (design note, fact 5).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from scipy.optimize import linprog
 
 from cage_games._validation import as_scalar
-from cage_games.game import Agent, CommonAgencyGame
-from cage_games.result import FrozenRecord, format_record
+from cage_games.game import CommonAgencyGame
+from cage_games.result import EquilibriumResult, FrozenRecord, format_record
 
 __all__ = [
     "MAX_PRINCIPALS",
     "SELECTIONS",
+    "Beta0Certificate",
     "MenuAuctionResult",
-    "ZeroTemperaturePath",
+    "beta0_certificate",
     "coalition_bounds",
     "solve_menu_auction",
     "truthful_set_violation",
-    "zero_temperature_path",
 ]
 
 #: Largest number of principals accepted: the polytope has ``2**m - 1`` coalition constraints.
@@ -134,11 +132,12 @@ def truthful_set_violation(game: CommonAgencyGame, payoffs: Sequence[float] | np
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class MenuAuctionResult(FrozenRecord):
+class MenuAuctionResult(EquilibriumResult):
     """A truthful equilibrium of a menu auction (``beta = 0``) and the set it was chosen from.
 
-    The first block of attributes has the meaning of :class:`cage_games.EquilibriumResult`'s
-    attributes at ``beta = 0``; the second describes the auction.
+    A subclass of :class:`cage_games.EquilibriumResult`: the first block of attributes has
+    that class's meaning at ``beta = 0`` (and :attr:`action`, :attr:`action_coords` work as
+    there, :attr:`action` being the action taken); the second describes the auction.
 
     Attributes
     ----------
@@ -147,7 +146,8 @@ class MenuAuctionResult(FrozenRecord):
     success : bool
         Whether the certificate ``residual`` is within the tolerance.
     status : int
-        0 success; 2 the certificate exceeds the tolerance; 3 a linear program failed.
+        0 success; 2 the certificate exceeds the tolerance; 3 a linear program failed; 4
+        (``method="quantal-limit"``) no capped truthful equilibrium found.
     method : str
         ``"menu-auction"``.
     residual : float
@@ -173,7 +173,8 @@ class MenuAuctionResult(FrozenRecord):
     params : mapping
         ``selection`` and ``tol``.
     efficient_action : int
-        ``a*``: the efficient action the agent takes (lowest index among ties).
+        ``a*``: the efficient action the agent takes: the exact maximiser of
+        ``v + sum_i u_i`` in floating point (lowest index among exact ties).
     efficient_actions : tuple of int
         Every action that maximises ``v + sum_i u_i`` within the tolerance.
     welfare : float
@@ -194,23 +195,16 @@ class MenuAuctionResult(FrozenRecord):
         The vertices of the polytope (all of them lie on the frontier, and the frontier is the
         union of the polytope's bounded faces); ``None`` when not computed (more than 6
         principals).
-    game : CommonAgencyGame
-        The game that was solved.
+    taken_action : int
+        The action the agent takes: ``efficient_action`` without binding caps; with them
+        (``method="quantal-limit"``) possibly another one.
+
+    Notes
+    -----
+    The ``game``, ``history`` and ``refinement`` attributes are those of
+    :class:`~cage_games.EquilibriumResult`.
     """
 
-    message: str
-    success: bool
-    status: int
-    method: str
-    residual: float
-    nit: int
-    nfev: int
-    policy: np.ndarray
-    transfers: np.ndarray
-    thresholds: np.ndarray
-    payoffs: np.ndarray
-    agent_payoff: float
-    params: Mapping[str, Any] = field(default_factory=dict)
     efficient_action: int = 0
     efficient_actions: tuple[int, ...] = ()
     welfare: float = 0.0
@@ -220,8 +214,7 @@ class MenuAuctionResult(FrozenRecord):
     marginal_contributions: np.ndarray | None = None
     coalition_bounds: Mapping[frozenset[int], float] = field(default_factory=dict, repr=False)
     frontier_vertices: np.ndarray | None = None
-    history: tuple[float, ...] = field(default=(), repr=False)
-    game: CommonAgencyGame | None = field(default=None, repr=False)
+    taken_action: int | None = None
 
     def bound(self, coalition: Sequence[int | str] | frozenset) -> float:
         """``W(N) - W(N \\ S)`` for a coalition given by principal indices or names."""
@@ -261,6 +254,11 @@ class MenuAuctionResult(FrozenRecord):
         return format_record(self)
 
     __str__ = __repr__
+
+    @property
+    def action(self) -> int:
+        """The action the agent takes (``taken_action``)."""
+        return int(self.efficient_action if self.taken_action is None else self.taken_action)
 
 
 def _lp(c, A_ub, b_ub, bounds):
@@ -331,6 +329,54 @@ def _select(
     return np.array([fixed[i] for i in range(m)]), rounds, nlp
 
 
+def _select_on_hull(V: np.ndarray, ref: np.ndarray, atol: float) -> tuple[np.ndarray, int, int]:
+    """Lexicographic max-min of ``U - ref`` over the convex hull of the rows of ``V``.
+
+    The same rounds as :func:`_select`, in barycentric coordinates ``U = V.T @ lam``
+    (``lam >= 0``, ``sum lam = 1``), so the answer stays exactly on the hull.
+    """
+    k, m = V.shape
+    if k == 1:
+        return V[0].copy(), 0, 0
+    fixed: dict[int, float] = {}
+    rounds = nlp = 0
+    A_eq_base = np.hstack([np.ones((1, k)), np.zeros((1, 1))])
+    lam = np.full(k, 1.0 / k)
+    while len(fixed) < m:
+        rounds += 1
+        free = [i for i in range(m) if i not in fixed]
+        # t - (V.T lam)_i <= -ref_i for free i
+        A_ub = np.hstack([-V[:, free].T, np.ones((len(free), 1))])
+        b_ub = -ref[free]
+        eq_rows = [A_eq_base] + [np.hstack([V[:, [i]].T, np.zeros((1, 1))]) for i in fixed]
+        A_eq = np.vstack(eq_rows)
+        b_eq = np.array([1.0, *[fixed[i] for i in fixed]])
+        c = np.zeros(k + 1)
+        c[k] = -1.0
+        bounds = [(0, None)] * k + [(None, None)]
+        res = linprog(c, A_ub, b_ub, A_eq, b_eq, bounds, method="highs", options=_HIGHS)
+        nlp += 1
+        if res.status != 0:
+            raise _LPFailure(f"linear program failed: {res.message}")
+        t_star = res.x[k]
+        lam = res.x[:k]
+        blocked = []
+        for i in free:
+            ci = np.zeros(k + 1)
+            ci[:k] = -V[:, i]
+            bt = [*bounds[:k], (t_star, t_star)]
+            r_i = linprog(ci, A_ub, b_ub, A_eq, b_eq, bt, method="highs", options=_HIGHS)
+            nlp += 1
+            if r_i.status != 0 or -r_i.fun - ref[i] <= t_star + atol:
+                blocked.append(i)
+        if not blocked:
+            U_now = V.T @ lam
+            blocked = [free[int(np.argmin(U_now[free] - ref[free]))]]
+        for i in blocked:
+            fixed[i] = float(ref[i] + t_star)
+    return np.array([fixed[i] for i in range(m)]), rounds, nlp
+
+
 def _frontier_vertices(A: np.ndarray, b: np.ndarray, marg: np.ndarray, atol: float) -> np.ndarray:
     """Vertices of ``{A U <= b}`` (all Pareto-optimal), via Qhull on a box-truncated copy."""
     from scipy.spatial import HalfspaceIntersection
@@ -382,6 +428,146 @@ def _agent_choice(z: np.ndarray, net_total: np.ndarray, support: np.ndarray, ato
     tied = np.flatnonzero(zs >= zs.max() - atol)
     best = net_total[tied]
     return int(tied[np.flatnonzero(best >= best.max() - atol)[0]])
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Beta0Certificate(FrozenRecord):
+    """The exact ``beta = 0`` best-response check of a profile of schedules.
+
+    Attributes
+    ----------
+    action : int
+        The action the agent takes (given, or chosen by the tie rule).
+    agent_shortfall : float
+        ``max_a z(a) - z(action)`` with ``z = v + sum_i tau_i``: 0 when the action is optimal
+        for the agent.
+    payoffs : ndarray, shape (m,)
+        ``U_i = u_i(action) - tau_i(action)``.
+    deviation_payoffs : ndarray, shape (m,)
+        Each principal's best payoff from any deviation (the supremum: see
+        :func:`beta0_certificate`).
+    best_deviations : tuple of int
+        The action each principal's best deviation induces.
+    gaps : ndarray, shape (m,)
+        ``max(deviation_payoffs - payoffs, 0)``: the gain from the best deviation.
+    residual : float
+        ``max(agent_shortfall, max gaps)``: 0 at an equilibrium.
+    """
+
+    action: int
+    agent_shortfall: float
+    payoffs: np.ndarray
+    deviation_payoffs: np.ndarray
+    best_deviations: tuple[int, ...]
+    gaps: np.ndarray
+    residual: float
+
+    def __repr__(self) -> str:
+        return format_record(self, title="Beta0Certificate")
+
+
+def beta0_certificate(
+    game: CommonAgencyGame,
+    transfers: np.ndarray,
+    action: int | None = None,
+    *,
+    cap_tol: float = 0.0,
+) -> Beta0Certificate:
+    """Exact ``beta = 0`` best-response oracle: every principal's best deviation, caps included.
+
+    Against the others' schedules, with ``z_{-i} = v + sum_{j != i} tau_j`` on the agent's
+    support, principal ``i`` can make the agent take any action ``a`` by paying there the
+    shortfall ``k_i(a) = max z_{-i} - z_{-i}(a)`` and nothing elsewhere; it cannot induce
+    ``a`` for less. At ``k_i(a)`` the agent is only indifferent, and paying ``epsilon`` more
+    makes it strict, so ``a`` is within reach when ``k_i(a) < cap_i`` (always, without a cap),
+    and the best deviation payoff is the finite maximum (a supremum)
+
+    .. math::  D_i = \\max_{a:\\ k_i(a) < \\bar\\tau_i} \\big(u_i(a) - k_i(a)\\big).
+
+    A target that needs the whole cap, ``k_i(a) = cap_i``, can only be tied with, and the
+    agent's tie-breaking is part of the equilibrium (Bernheim and Whinston, 1986): such a
+    deviation is not counted. This is what makes "the rival wins paying exactly my cap" an
+    equilibrium. ``gaps`` are ``D_i - U_i`` floored at 0: no search, and no tolerance beyond
+    ``cap_tol``.
+
+    Parameters
+    ----------
+    game : CommonAgencyGame
+        The game (its ``beta`` is ignored: the agent is deterministic).
+    transfers : array_like, shape (m, n)
+        The schedules, ``0 <= tau_i <= cap_i``.
+    action : int, optional
+        The action the agent takes in the profile (the agent's tie-breaking is part of an
+        equilibrium). Default: the best ``z`` on the support, ties broken in favour of the
+        principals' total net payoff, then the lowest index.
+    cap_tol : float, optional
+        Targets needing more than ``cap_i - cap_tol`` count as out of reach (a round-off
+        allowance for a cap that binds exactly; default 0).
+
+    Returns
+    -------
+    Beta0Certificate
+
+    Examples
+    --------
+    >>> import numpy as np, cage_games as cg
+    >>> game = cg.CommonAgencyGame(cg.Agent([0.0, 0.0], beta=0.0),
+    ...                            [cg.Principal([3.0, 0.0]), cg.Principal([0.0, 2.0])])
+    >>> cert = cg.beta0_certificate(game, np.array([[2.0, 0.0], [0.0, 2.0]]))
+    >>> cert.action, cert.gaps.tolist(), cert.residual
+    (0, [0.0, 0.0], 0.0)
+    >>> cg.beta0_certificate(game, np.array([[1.0, 0.0], [0.0, 0.0]])).gaps.tolist()
+    [1.0, 1.0]
+    """
+    if not isinstance(game, CommonAgencyGame):
+        raise TypeError(f"game must be a cage_games.CommonAgencyGame, got {type(game).__name__}")
+    m, n = game.n_principals, game.n_actions
+    tau = np.asarray(transfers, dtype=float)
+    if tau.shape != (m, n):
+        raise ValueError(f"transfers must have shape ({m}, {n}) (principals x actions)")
+    if not np.all(np.isfinite(tau)) or np.any(tau < 0):
+        raise ValueError("transfers must be finite and non-negative")
+    caps = game.caps
+    scale = max(1.0, float(np.max(np.abs(game.utilities))), float(np.max(np.abs(tau))))
+    over = np.flatnonzero(tau.max(axis=1) > caps + 1e-12 * scale)
+    if over.size:
+        raise ValueError(
+            f"transfers of principal {game.names[int(over[0])]!r} exceed its cap "
+            f"{caps[int(over[0])]:g}; clip them to the cap"
+        )
+    support = game.agent.support
+    v = game.agent.utility
+    u = game.utilities
+    tau = np.where(support[None, :], tau, 0.0)
+    z = np.where(support, v + tau.sum(axis=0), -np.inf)
+    if action is None:
+        net_total = np.where(support, (u - tau).sum(axis=0), -np.inf)
+        action = _agent_choice(z, net_total, support, 0.0)
+    action = int(action)
+    if not (0 <= action < n) or not support[action]:
+        raise ValueError(f"action must be an action in the agent's support, got {action}")
+    shortfall = float(np.max(z) - z[action])
+    U = u[:, action] - tau[:, action]
+    dev = np.empty(m)
+    best = []
+    for i in range(m):
+        z_others = z - tau[i]
+        cost = np.max(z_others) - z_others
+        reach = cost < caps[i] - cap_tol if np.isfinite(caps[i]) else np.ones(n, dtype=bool)
+        value = np.where(support & (reach | (cost == 0)), u[i] - cost, -np.inf)
+        k = int(np.argmax(value))
+        best.append(k)
+        dev[i] = value[k]
+    gaps = np.maximum(dev - U, 0.0)
+    return Beta0Certificate(
+        action=action,
+        agent_shortfall=shortfall,
+        payoffs=U,
+        deviation_payoffs=dev,
+        best_deviations=tuple(best),
+        gaps=gaps,
+        residual=float(max(shortfall, float(gaps.max()))),
+    )
 
 
 def solve_menu_auction(
@@ -449,8 +635,9 @@ def solve_menu_auction(
     NotImplementedError
         If a principal's ``cap`` is smaller than its selected truthful schedule's largest
         transfer on the support: truthful schedules that the cap truncates are not covered
-        by the Bernheim-Whinston characterisation. Caps that do not bind are supported (the
-        equilibrium stays one: capping only removes deviations).
+        by the Bernheim-Whinston characterisation; ``cage_games.solve`` then switches to
+        ``method="quantal-limit"``. Caps that do not bind are supported (the equilibrium
+        stays one: capping only removes deviations).
     ValueError
         More than 12 principals, or an unknown ``selection``.
 
@@ -503,7 +690,9 @@ def solve_menu_auction(
     total = np.where(support, v + u.sum(axis=0), -np.inf)
     welfare = float(W[full])
     efficient = tuple(int(a) for a in np.flatnonzero(total >= welfare - atol))
-    a_star = efficient[0]
+    # The exact maximiser, not the first near-tie: on a fine grid of a smooth model many
+    # actions tie within atol, and the first of them is biased towards low indices.
+    a_star = int(np.argmax(total))
 
     A = masks[1:].astype(float)
     b = welfare - W[full ^ np.arange(1, full + 1)]
@@ -514,13 +703,24 @@ def solve_menu_auction(
     notes = []
     unique = bool(np.max(A @ marg - b) <= atol)
     try:
+        want_vertices = m <= _MAX_VERTEX_PRINCIPALS if vertices is None else bool(vertices)
+        exact_weights = weights is not None and not unique and m <= _MAX_VERTEX_PRINCIPALS
+        verts = _frontier_vertices(A, b, marg, atol) if want_vertices or exact_weights else None
         if unique:
             U = marg.copy()
+        elif exact_weights:
+            # Exact weighted rule: a linear function attains its maximum over P at vertices,
+            # and its optimal face is the hull of the optimal vertices; break ties on that
+            # face (equal sacrifice) without any slack on w @ U.
+            vals = verts @ weights
+            top = vals.max()
+            face = verts[vals >= top - 1e-12 * max(1.0, abs(top))]
+            U, rounds, nlp = _select_on_hull(face, marg, atol)
         else:
             ref = np.zeros(m) if label == "egalitarian" else marg
             U, rounds, nlp = _select(A, b, ref, weights, atol)
-        want_vertices = m <= _MAX_VERTEX_PRINCIPALS if vertices is None else bool(vertices)
-        verts = _frontier_vertices(A, b, marg, atol) if want_vertices else None
+        if not want_vertices:
+            verts = None
     except _LPFailure as exc:
         status = 3
         notes.append(str(exc))
@@ -542,9 +742,9 @@ def solve_menu_auction(
         i = int(over[0])
         raise NotImplementedError(
             f"principal {game.names[i]!r} has cap = {caps[i]:g}, but its truthful schedule at the "
-            f"selected equilibrium pays up to {tau[i].max():.6g}: menu auctions with binding caps "
-            "are not supported (the Bernheim-Whinston characterisation assumes unbounded "
-            "schedules). Raise or remove that principal's cap, or solve with beta > 0"
+            f"selected equilibrium pays up to {tau[i].max():.6g}: the Bernheim-Whinston "
+            "characterisation assumes unbounded schedules. Solve with method='auto' or "
+            "method='quantal-limit' (the limit of quantal equilibria, certified at beta = 0)"
         )
 
     # The agent's choice and each principal's best deviation (the certificate).
@@ -582,7 +782,11 @@ def solve_menu_auction(
     else:
         message = "; ".join(notes)
     if len(efficient) > 1:
-        message += f" Efficient actions tie: {list(efficient)}; the lowest index is taken."
+        shown = list(efficient[:8]) + (["..."] if len(efficient) > 8 else [])
+        message += (
+            f" {len(efficient)} actions tie for efficiency within the tolerance: {shown}; "
+            f"the exact maximiser {a_star} is taken."
+        )
     return MenuAuctionResult(
         message=message,
         success=bool(success),
@@ -609,184 +813,6 @@ def solve_menu_auction(
             for k in range(1, full + 1)
         },
         frontier_vertices=verts,
+        taken_action=int(a_star),
         game=game,
     )
-
-
-# -- the zero-temperature path --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class ZeroTemperaturePath(FrozenRecord):
-    """Quantal equilibria along ``beta -> 0`` compared with the menu auction's truthful set.
-
-    Attributes
-    ----------
-    betas : ndarray, shape (k,)
-        The temperatures, in the order solved (decreasing).
-    efficient_mass : ndarray, shape (k,)
-        Policy mass on the efficient action(s) at each ``beta``.
-    max_violation : ndarray, shape (k,)
-        ``max(0, max_S sum_{i in S} U_i - (W(N) - W(N \\ S)))`` for the quantal equilibrium
-        payoffs ``U``: 0 once they are inside the truthful-equilibrium polytope.
-    frontier_slack : ndarray, shape (k,)
-        ``min_S (W(N) - W(N \\ S) - sum_{i in S} U_i) / |S|``: the largest amount every
-        principal's payoff could rise together within the polytope; negative outside it, 0 on
-        its (weak) Pareto frontier, where the truthful equilibria are.
-    payoffs : ndarray, shape (k, m)
-        The quantal equilibrium payoffs.
-    agent_payoffs : ndarray, shape (k,)
-        The agent's value at each ``beta``.
-    residuals : ndarray, shape (k,)
-        The solver's residual at each ``beta``.
-    success : bool
-        Whether every quantal solve succeeded.
-    auction : MenuAuctionResult
-        The ``beta = 0`` truthful equilibrium (default selection).
-    results : tuple of EquilibriumResult
-        The quantal solves.
-    """
-
-    betas: np.ndarray
-    efficient_mass: np.ndarray
-    max_violation: np.ndarray
-    frontier_slack: np.ndarray
-    payoffs: np.ndarray
-    agent_payoffs: np.ndarray
-    residuals: np.ndarray
-    success: bool
-    auction: MenuAuctionResult = field(repr=False)
-    results: tuple = field(default=(), repr=False)
-
-    def table(self) -> str:
-        """The path as a table: ``beta``, efficient mass, violation, payoffs."""
-        lines = [f"{'beta':>8}  {'mass on a*':>10}  {'violation':>10}  {'slack':>10}  payoffs"]
-        for k, beta in enumerate(self.betas):
-            pay = np.array2string(self.payoffs[k], precision=4, separator=", ")
-            lines.append(
-                f"{beta:8.4g}  {self.efficient_mass[k]:10.6f}  {self.max_violation[k]:10.2e}  "
-                f"{self.frontier_slack[k]:10.2e}  {pay}"
-            )
-        lines.append(
-            f"{'0 (BW)':>8}  {1.0:10.6f}  {0.0:10.2e}  {0.0:10.2e}  "
-            + np.array2string(self.auction.payoffs, precision=4, separator=", ")
-            + f"  ({self.auction.selection})"
-        )
-        return "\n".join(lines)
-
-    def plot(self, path: str | os.PathLike) -> str:
-        """Save a two-panel log-log plot of the path to ``path``; return the path.
-
-        Left: the policy mass off the efficient action(s). Right: ``|frontier_slack|``, the
-        payoffs' distance to the truthful frontier, filled where they violate a coalition
-        bound (outside the polytope) and hollow inside it. Zeros are left out of the log
-        scale. Uses :class:`matplotlib.figure.Figure` directly: no window is opened and
-        pyplot's global state is left alone.
-        """
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(8, 3.2), layout="constrained")
-        ax1, ax2 = fig.subplots(1, 2)
-        off = 1.0 - self.efficient_mass
-        keep = off > 0
-        ax1.loglog(self.betas[keep], off[keep], "o-")
-        ax1.set_xlabel("beta")
-        ax1.set_ylabel("1 - policy mass on a*")
-        ax1.set_title("concentration on the efficient action")
-        dist = np.abs(self.frontier_slack)
-        keep = dist > 0
-        ax2.loglog(self.betas[keep], dist[keep], "-", color="C1")
-        outside = keep & (self.max_violation > 0)
-        inside = keep & ~(self.max_violation > 0)
-        ax2.loglog(self.betas[outside], dist[outside], "s", color="C1", label="outside P")
-        ax2.loglog(self.betas[inside], dist[inside], "s", mfc="none", color="C1", label="inside P")
-        ax2.set_xlabel("beta")
-        ax2.set_ylabel("|frontier slack|")
-        ax2.set_title("payoffs approaching the truthful frontier")
-        ax2.legend(fontsize=8)
-        for ax in (ax1, ax2):
-            ax.invert_xaxis()
-            ax.grid(True, which="both", alpha=0.3)
-        fig.savefig(path, dpi=110)
-        return os.fspath(path)
-
-    def __repr__(self) -> str:
-        return format_record(self)
-
-    __str__ = __repr__
-
-
-def zero_temperature_path(
-    game: CommonAgencyGame,
-    betas: Sequence[float] | np.ndarray = (1.0, 0.1, 0.03, 0.01, 0.003),
-    *,
-    plot: str | os.PathLike | None = None,
-    selection: str | Sequence[float] | np.ndarray = "equal-sacrifice",
-    **solve_kwargs: Any,
-) -> ZeroTemperaturePath:
-    """Solve the quantal game at decreasing ``beta`` (``v`` fixed) and compare with ``beta = 0``.
-
-    Design note fact 5: as ``beta -> 0`` with the agent's utility ``v`` held fixed, the
-    quantal equilibrium concentrates on the efficient action and the principals' payoffs
-    converge into the Bernheim-Whinston truthful-equilibrium polytope.
-
-    Parameters
-    ----------
-    game : CommonAgencyGame
-        The game; its own ``beta`` is ignored, ``v`` (``game.agent.utility``), the support,
-        the utilities and caps are kept. (A game built with :meth:`Agent.kl_regularized` has
-        ``v = beta * log p0`` frozen at its construction ``beta``.)
-    betas : sequence of float
-        Positive temperatures, sorted decreasing for the report.
-    plot : path, optional
-        If given, a plot of the path is saved there (see :meth:`ZeroTemperaturePath.plot`).
-    selection : str or weights
-        Passed to :func:`solve_menu_auction` for the ``beta = 0`` reference point.
-    **solve_kwargs
-        Passed to :func:`cage_games.solve` (``method``, ``tol``, ``max_iter``).
-
-    Returns
-    -------
-    ZeroTemperaturePath
-    """
-    from cage_games.solvers import solve
-
-    game = _check_game(game)
-    betas_arr = np.asarray(betas, dtype=float)
-    if betas_arr.ndim != 1 or betas_arr.size == 0:
-        raise ValueError("betas must be a non-empty 1-D sequence of positive temperatures")
-    if not np.all(np.isfinite(betas_arr)) or np.any(betas_arr <= 0):
-        raise ValueError(
-            "betas must be finite and positive (beta = 0 is the menu auction itself), "
-            f"got {betas_arr}"
-        )
-    betas_arr = np.sort(betas_arr)[::-1]
-    auction = solve_menu_auction(game, selection=selection)
-    eff = list(auction.efficient_actions)
-    results = []
-    for beta in betas_arr:
-        agent = Agent(utility=game.agent.utility, beta=float(beta), support=game.agent.support)
-        g = CommonAgencyGame(agent, game.principals, game.action_names)
-        results.append(solve(g, **solve_kwargs))
-    payoffs = np.array([r.payoffs for r in results])
-    viol = np.array([max(0.0, truthful_set_violation(game, p)) for p in payoffs])
-    W, masks = _welfare_table(game)
-    full = 2**game.n_principals - 1
-    A = masks[1:].astype(float)
-    b = W[full] - W[full ^ np.arange(1, full + 1)]
-    slack = ((b[None, :] - payoffs @ A.T) / A.sum(axis=1)[None, :]).min(axis=1)
-    path = ZeroTemperaturePath(
-        betas=betas_arr,
-        efficient_mass=np.array([float(r.policy[eff].sum()) for r in results]),
-        max_violation=viol,
-        frontier_slack=slack,
-        payoffs=payoffs,
-        agent_payoffs=np.array([r.agent_payoff for r in results]),
-        residuals=np.array([r.residual for r in results]),
-        success=all(r.success for r in results),
-        auction=auction,
-        results=tuple(results),
-    )
-    if plot is not None:
-        path.plot(plot)
-    return path

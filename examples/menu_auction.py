@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import cage_games as cg
-from cage_games.menu_auction import solve_menu_auction, zero_temperature_path
+from cage_games import solve_menu_auction, zero_temperature_path
 
 
 def game(v, utilities, names, beta=0.0):

@@ -129,12 +129,17 @@ def test_menu_auction_argument_for_beta_zero():
     json.dumps(rep.to_dict())
 
 
-def test_menu_auction_with_binding_caps_is_not_established():
+def test_menu_auction_with_binding_caps_is_established_by_a_certified_construction():
     # The truthful schedule must pay 1 to move the agent off action 0; caps of 0.1 forbid it.
+    # Bernheim-Whinston does not apply, but paying nothing (the agent stays on action 0) is an
+    # equilibrium: together the principals can offer 0.2 < 1. The quantal limit finds it and
+    # the exact beta = 0 oracle certifies it.
     game = make_game([1.0, 0.0], [[0.0, 3.0], [0.0, 3.0]], beta=0.0, caps=[0.1, 0.1])
     rep = check_existence(game)
-    assert not rep.established and rep.argument == "none"
-    assert "not established" in rep.message
+    assert rep.established and rep.argument == "constructed (certified)"
+    assert rep.details["taken_action"] == 0
+    assert rep.details["certificate_residual"] <= 1e-9
+    assert any("caps bind" in r for r in rep.reasons)
 
 
 def test_validation():

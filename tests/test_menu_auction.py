@@ -18,8 +18,8 @@ from cage_games.menu_auction import (
     coalition_bounds,
     solve_menu_auction,
     truthful_set_violation,
-    zero_temperature_path,
 )
+from cage_games.zero_temperature import zero_temperature_path
 
 
 def make_game(v, us, *, beta=0.0, caps=None, support=None):

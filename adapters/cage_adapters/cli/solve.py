@@ -18,7 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method",
         default="auto",
-        choices=["auto", "newton", "gauss-seidel", "diagonalization", "menu-auction"],
+        choices=[
+            "auto",
+            "newton",
+            "gauss-seidel",
+            "diagonalization",
+            "menu-auction",
+            "quantal-limit",
+        ],
     )
     p.add_argument("--tol", type=float, default=None, help="residual tolerance (default 1e-10)")
     p.add_argument("--max-iter", type=int, default=None)
