@@ -83,3 +83,44 @@ def as_int(x: object, name: str, *, minimum: int = 0) -> int:
     if val < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {val}")
     return val
+
+
+MAX_SCALED_UTILITY = 1e150
+"""Largest ``|u| / beta`` and ``|v| / beta`` the solvers and certificates accept.
+
+The threshold system works with utilities divided by ``beta`` and with their products (the
+Newton Jacobian); beyond ``1e150`` those overflow float64. Only ``u / beta`` and ``v / beta``
+shape the equilibrium policy, so a game over the limit can be rescaled without changing it.
+"""
+
+
+def check_scale(game: object) -> None:
+    """Raise ``ValueError`` if a ``beta > 0`` game's utilities divided by ``beta`` overflow.
+
+    Parameters
+    ----------
+    game : CommonAgencyGame
+        The game (``beta = 0`` games pass: they never divide by ``beta``).
+
+    Raises
+    ------
+    ValueError
+        Naming the largest ratio and the two fixes (rescale, or ``beta = 0``).
+    """
+    beta = float(game.beta)  # type: ignore[attr-defined]
+    if beta == 0:
+        return
+    support = game.agent.support  # type: ignore[attr-defined]
+    top = max(
+        float(np.max(np.abs(game.utilities[:, support]))),  # type: ignore[attr-defined]
+        float(np.max(np.abs(game.agent.utility[support]))),  # type: ignore[attr-defined]
+    )
+    with np.errstate(over="ignore"):
+        ratio = top / beta
+    if not ratio <= MAX_SCALED_UTILITY:
+        raise ValueError(
+            f"utilities / beta reach {ratio:.3g} (largest |utility| {top:.3g}, beta {beta:.3g}), "
+            f"beyond the {MAX_SCALED_UTILITY:.0e} that float64 arithmetic allows: rescale the "
+            "utilities and beta together (only their ratio matters), or use beta = 0 for a "
+            "deterministic agent"
+        )

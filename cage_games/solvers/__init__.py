@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from cage_games._validation import as_int, as_scalar
+from cage_games._validation import as_int, as_scalar, check_scale
 from cage_games.game import CommonAgencyGame
 from cage_games.result import EquilibriumResult
 from cage_games.solvers.gauss_seidel import solve_gauss_seidel
@@ -69,6 +69,8 @@ def solve(
 
     Raises
     ------
+    ValueError
+        Bad arguments, or utilities / beta beyond ``1e150`` (float64 overflow; rescale).
     NotImplementedError
         For ``beta = 0`` with a threshold method (those need ``beta > 0``).
 
@@ -96,6 +98,7 @@ def solve(
         from cage_games.menu_auction import solve_menu_auction
 
         return solve_menu_auction(game)  # type: ignore[return-value]
+    check_scale(game)
     name = "newton" if method == "auto" else method
     if tol is None:
         tol = 1e-8 if name == "diagonalization" else 1e-10
