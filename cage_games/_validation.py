@@ -30,6 +30,7 @@ def as_vector(
     """
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be a 1-D array of numbers, got {type(x).__name__}")
+    _reject_non_numbers(x, name)
     try:
         arr = np.array(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -53,6 +54,30 @@ def as_vector(
         )
     arr.setflags(write=False)
     return arr
+
+
+def _reject_non_numbers(x: object, name: str) -> None:
+    """Refuse strings and booleans where numbers are expected (numpy would convert them).
+
+    ``np.array(["0", "1"], dtype=float)`` and ``np.array([True, False], dtype=float)`` both
+    succeed, so a game file with ``"utility": ["0", "1"]`` or ``[true, false]`` used to be read
+    as numbers. Lists are scanned element by element; arrays by their dtype.
+    """
+    if isinstance(x, (list, tuple)):
+        for j, e in enumerate(x):
+            if isinstance(e, (bool, np.bool_, str, bytes)):
+                raise TypeError(
+                    f"{name}[{j}] must be a number, got {type(e).__name__} {_short(e)}"
+                    + ("; write the number without quotes" if isinstance(e, str) else "")
+                )
+            if isinstance(e, (list, tuple)):
+                _reject_non_numbers(e, name)
+        return
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    if kind in ("b", "U", "S"):
+        raise TypeError(f"{name} must hold numbers, got an array of dtype {x.dtype}")  # type: ignore[attr-defined]
+    if kind == "O":
+        _reject_non_numbers(list(np.asarray(x).ravel()), name)
 
 
 def _short(x: object) -> str:
