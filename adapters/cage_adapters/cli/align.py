@@ -256,9 +256,27 @@ def run(args: argparse.Namespace) -> int:
                 f"  {'KL per token':<24} {r.mean_kl:.3f} nats over {r.n_tokens} tokens"
                 + (f", {r.fallback_steps} fallback steps" if r.fallback_steps else "")
             )
+            if r.target_kl is not None:
+                print(f"  {'':<24} {_target_words(r)}")
         if args.show_equilibrium and args.method != "base":
             print()
             print(_table(r, names))
         if i + 1 < len(results):
             print()
     return 0
+
+
+def _target_words(r: object) -> str:
+    """Realised vs asked KL per token, and the share of steps that reached the target."""
+    share = r.kl_reached_share  # type: ignore[attr-defined]
+    asked = r.target_kl  # type: ignore[attr-defined]
+    words = f"asked {asked:g} (target KL), realised {r.mean_kl:.3f}"  # type: ignore[attr-defined]
+    if share is None:
+        return words
+    words += f"; the target was reached at {share:.0%} of the steps"
+    if share < 1:
+        words += (
+            " (at the others even the strongest scale tried stayed below it: the candidates "
+            "tie on the objectives, or the target is out of reach; a larger --top-k helps)"
+        )
+    return words
