@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from cage_games._validation import check_scale
 from cage_games.game import CommonAgencyGame
 from cage_games.learning._kernel import Kernel
 from cage_games.learning.base import Learner
@@ -226,6 +227,7 @@ def learn(
             "game.beta is 0: learning dynamics need the agent's logit response, which is "
             "defined for beta > 0 only; give the agent a positive temperature"
         )
+    check_scale(game)
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0
     ):

@@ -3,10 +3,11 @@
 Each sweep visits the principals in order; principal ``i`` replaces its schedule by its best
 response to the others, computed by :func:`cage_games.best_response` with ``method="conic"`` (the
 exponential-cone program of design note fact 1, solved with cvxpy; the global threshold search
-for capped principals, which have no convex program). It stops when the agent's policy moves by less than ``tol`` (sup norm) in a
-sweep. This is the textbook route for EPECs (e.g. Su, 2005, "Equilibrium problems with
-equilibrium constraints", PhD thesis, Stanford, chapter 5), independent of the threshold
-system, hence the reference the fast solvers are checked against, and slow.
+for capped principals, which have no convex program). It stops when the agent's policy moves
+by less than ``tol`` (sup norm) in a sweep. This is the textbook route for EPECs (e.g. Su,
+2005, "Equilibrium problems with equilibrium constraints", PhD thesis, Stanford, chapter 5),
+independent of the threshold system, hence the reference the fast solvers are checked
+against, and slow.
 """
 
 from __future__ import annotations

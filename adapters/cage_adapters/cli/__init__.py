@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = getattr(args, "game", None)
     debug = bool(os.environ.get("CAGE_DEBUG"))
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
+        warnings.simplefilter("always")
         try:
             status = int(args.func(args) or 0)
         except (ValueError, TypeError, NotImplementedError, FileNotFoundError) as exc:

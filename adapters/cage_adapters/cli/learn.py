@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
             **options,
         )
     except (ValueError, TypeError, OSError, NotImplementedError) as exc:
-        return _fail(exc)
+        from cage_adapters.cli import with_source
+
+        return _fail(with_source(args.game, exc))
     plot_path = None
     if args.plot is not None:
         try:
