@@ -53,7 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="save the regret/T and distance plot (png, pdf, svg)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    p.add_argument("--progress", action="store_true", help="show a progress bar (stderr)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr for the rounds and the regret accounting (default: on "
+        "long runs only)",
+    )
     p.set_defaults(func=run)
 
 
