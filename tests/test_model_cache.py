@@ -24,7 +24,7 @@ def fake(monkeypatch, tmp_path):
     monkeypatch.setattr(models, "_SMALL_FILE", 1000)  # the weights count as a large file
     calls = []
 
-    def export(gguf, target, with_model=True, stamp=None):
+    def export(gguf, target, with_model=True, stamp=None, progress=False):
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent))

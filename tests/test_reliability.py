@@ -233,3 +233,31 @@ def test_diagonalization_status_says_what_was_reached():
     assert f"residual {res.residual:.2e}" in res.message
     if res.residual > 1e-10:
         assert "above tol" in res.message
+
+
+# -- what a newcomer expects to find ---------------------------------------------------------
+def test_packaging_basics():
+    import importlib.metadata
+
+    import cage_adapters
+
+    root = Path(__file__).resolve().parents[1]
+    assert "Apache License" in (root / "LICENSE").read_text()
+    assert "END OF TERMS AND CONDITIONS" in (root / "LICENSE").read_text()
+    assert (Path(cg.__file__).parent / "py.typed").is_file()
+    assert (Path(cage_adapters.__file__).parent / "py.typed").is_file()
+    assert cage_adapters.__version__ == cg.__version__ == importlib.metadata.version("cage-games")
+    for module in ("cage_games", "cage_adapters"):
+        out = subprocess.run(
+            [sys.executable, "-m", module, "--version"], capture_output=True, text=True, check=False
+        )
+        assert out.returncode == 0 and out.stdout.strip() == f"cage-games {cg.__version__}"
+
+
+def test_check_prints_one_verdict_line_per_check_first(capsys):
+    example = Path(__file__).resolve().parents[1] / "examples" / "games" / "two_objectives.json"
+    assert main(["check", str(example), "--samples", "8", "--starts", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(":")[0] for ln in lines[:3]] == ["Existence", "Uniqueness", "Stability"]
+    assert lines[3] == "" and lines[4].startswith("=====")
+    assert all(len(ln) < 200 for ln in lines[:3])

@@ -298,6 +298,7 @@ def export_gguf(
     target: str | os.PathLike,
     with_model: bool = True,
     stamp: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> Path:
     """Export a GGUF checkpoint to a plain transformers folder (done once, then cached).
 
@@ -312,6 +313,8 @@ def export_gguf(
     stamp : dict, optional
         What identifies the source, written to ``cage_export.json`` (default: path, size and
         modification time of ``gguf_file``).
+    progress : bool, default False
+        Say on stderr what each slow step is doing.
 
     Returns
     -------
@@ -337,6 +340,8 @@ def export_gguf(
             quantized = AutoModelForCausalLM.from_pretrained(
                 gguf_file.parent, gguf_file=gguf_file.name, local_files_only=True
             )
+            if progress:
+                _say("building the float32 model and writing it (safetensors)...")
             config = quantized.config
             if hasattr(config, "quantization_config"):
                 del config.quantization_config
@@ -345,6 +350,8 @@ def export_gguf(
             model.generation_config = quantized.generation_config
             model.save_pretrained(tmp)
             del quantized, model
+        if progress:
+            _say("hashing the exported files (they are checked at every load)...")
         _publish(tmp, target, stamp)
     finally:
         if tmp.exists():
@@ -380,7 +387,7 @@ def default_model_path(export: bool = True) -> Path:
         f"{_FIRST_EXPORT_SECONDS} s (later loads about {_RELOAD_SECONDS} s)..."
     )
     start = time.perf_counter()
-    export_gguf(source, target, stamp=stamp)
+    export_gguf(source, target, stamp=stamp, progress=True)
     _say(f"export done in {time.perf_counter() - start:.0f} s")
     return target
 

@@ -134,20 +134,27 @@ def run(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2)
         print()
         return status
+    verdicts = [
+        ("Existence", existence.message),
+        ("Uniqueness", uniqueness.conclusion),
+        ("Stability", stability.message if stability is not None else note),
+    ]
+    for name, verdict in verdicts:  # one line each, details after
+        print(f"{name + ':':<12}{_first_sentence(verdict)}")
+    print()
     rule = "=" * 100
-    print(rule)
-    print(f"Existence: {existence.message}")
-    print(rule)
-    print(existence)
-    print()
-    print(rule)
-    print(f"Uniqueness: {uniqueness.conclusion}")
-    print(rule)
-    print(uniqueness)
-    print()
-    print(rule)
-    print("Stability: " + ("implicit-function sensitivities" if stability is not None else note))
-    print(rule)
-    if stability is not None:
-        print(stability)
+    for (name, verdict), details in zip(verdicts, (existence, uniqueness, stability), strict=True):
+        print(rule)
+        print(f"{name}: {verdict}")
+        print(rule)
+        if details is not None:
+            print(details)
+        print()
     return status
+
+
+def _first_sentence(text: object) -> str:
+    """The verdict's first sentence, on one line (the details follow)."""
+    flat = " ".join(str(text).split())
+    cut = flat.find(". ")
+    return flat if cut < 0 else flat[: cut + 1]
