@@ -72,8 +72,8 @@ _STALE = "stale (made from another source, or by an older version without hashes
 _SMALL_FILE = 16 << 20  # files up to this size are hashed in full at every load
 _SAMPLE_BLOCKS = 32  # large files: this many evenly spaced blocks are hashed at every load
 _SAMPLE_SIZE = 1 << 16
-_FIRST_EXPORT_SECONDS = 50  # measured, README "Installing": first export of SmolLM2 on CPU
-_RELOAD_SECONDS = 8  # measured: a later load of the exported folder, checks included
+_FIRST_EXPORT_SECONDS = 40  # measured 35-49 s on 2 shared CPU cores (README)
+_RELOAD_SECONDS = 7  # measured 6-7 s (up to 21 s under heavy load), checks included
 
 
 class MissingModelPackageError(ImportError):
@@ -384,7 +384,7 @@ def default_model_path(export: bool = True) -> Path:
     target, _ = _private_target(target, stamp, reason)
     _say(
         f"exporting {DEFAULT_MODEL_NAME} from its GGUF file to {target}: once, about "
-        f"{_FIRST_EXPORT_SECONDS} s (later loads about {_RELOAD_SECONDS} s)..."
+        f"{_FIRST_EXPORT_SECONDS} s on a small CPU (later loads about {_RELOAD_SECONDS} s)..."
     )
     start = time.perf_counter()
     export_gguf(source, target, stamp=stamp, progress=True)
