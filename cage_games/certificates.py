@@ -69,13 +69,14 @@ brackets must overlap, which :attr:`NashGap.consistent` reports.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import optimize
 
-from cage_games._validation import as_scalar, check_scale
+from cage_games._validation import _reject_non_numbers, as_scalar, check_scale
 from cage_games.game import CommonAgencyGame
 from cage_games.result import format_record
 from cage_games.thresholds import log_softmax
@@ -88,6 +89,9 @@ _LAMBDA_ACTIVE = 1e-7  # drop multipliers of clearly non-binding constraints bef
 # -- the forward model: the agent's response and the principals' payoffs ----------------------
 def _check_transfers(game: CommonAgencyGame, transfers: object) -> np.ndarray:
     m, n = game.n_principals, game.n_actions
+    if transfers is None or isinstance(transfers, (str, bytes)):
+        raise TypeError(f"transfers must be an (m, n) array of real numbers, got {transfers!r:.40}")
+    _reject_non_numbers(transfers, "transfers")
     try:
         tau = np.array(transfers, dtype=np.float64)
     except (TypeError, ValueError):
@@ -237,13 +241,22 @@ class NashGap:
     @property
     def cross_checked(self) -> int:
         """How many principals' best responses were cross-checked by the conic program."""
-        return sum(b.consistent is not None for b in self.best_responses)
+        return sum(b.cross_check is not None for b in self.best_responses)
 
     @property
     def consistent(self) -> bool | None:
-        """``True`` if every cross-check agreed, ``False`` if one did not, ``None`` if none ran."""
-        flags = [b.consistent for b in self.best_responses if b.consistent is not None]
-        return None if not flags else all(flags)
+        """Whether the conic cross-checks agree with the threshold search.
+
+        ``False`` if one disagreed (a bug: please report it); ``True`` if every one ran to a
+        conclusion and agreed; ``None`` if none ran, or one was inconclusive (the conic solver
+        failed or hit its time limit, so it gave no upper bound).
+        """
+        flags = [b.consistent for b in self.best_responses if b.cross_check is not None]
+        if False in flags:
+            return False
+        if not flags or None in flags:
+            return None
+        return True
 
     def __float__(self) -> float:
         return float(self.total)
@@ -258,7 +271,9 @@ CONIC_AUTO_ACTIONS = 100
 CONIC_MAX_ACTIONS = 20_000
 """Largest support on which the conic program runs at all (its set-up alone grows fast)."""
 CONIC_TIME_LIMIT = 60.0
-"""Default time limit, in seconds, of one conic program."""
+"""Default time limit, in seconds, of one conic program asked for explicitly."""
+CONIC_AUTO_TIME_LIMIT = 10.0
+"""Time limit, in seconds, of one conic program of the automatic cross-check."""
 
 _METHODS = ("threshold", "conic", "both")
 
@@ -370,6 +385,7 @@ def _conic(
 ) -> BestResponse:
     import cvxpy as cp
 
+    deadline = time.perf_counter() + time_limit
     beta = game.beta
     S = game.agent.support
     logq = _log_policy(game, others)[S]
@@ -436,6 +452,8 @@ def _conic(
     upper = np.inf
     for k_, ph in enumerate(primals):
         for lam in _multiplier_candidates(ph, logq, r, floor.dual_value if k_ == 0 else None):
+            if time.perf_counter() > deadline and np.isfinite(upper):
+                break  # the time limit covers the bounds too; any bound found is valid
             upper = min(upper, beta * _dual_bound(r, logq, lam) + shift)
     pol = np.exp(_log_policy(game, others + transfer))
     return BestResponse(
@@ -592,10 +610,18 @@ def _dual_bound(r: np.ndarray, logq: np.ndarray, lam: np.ndarray) -> float:
 
     lo = float(np.max(r + logq)) - 1.0 - 50.0
     hi = lo + 100.0
-    while excess(lo) < 0:
+    for _ in range(64):  # bounded: beyond float range the bound is given up (inf), never hung
+        e_lo = excess(lo)
+        if not e_lo < 0:
+            break
         lo -= 2 * (hi - lo)
-    while excess(hi) > 0:
+    for _ in range(64):
+        e_hi = excess(hi)
+        if not e_hi > 0:
+            break
         hi += 2 * (hi - lo)
+    if not (excess(lo) >= 0 >= excess(hi)) or not (np.isfinite(lo) and np.isfinite(hi)):
+        return np.inf
     mu = optimize.brentq(excess, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
     x = x_of(mu)
     x -= excess(mu)  # exact normalisation of the last bit
@@ -731,12 +757,15 @@ def nash_gap(
     cross_check : bool, optional
         Also solve each uncapped principal's conic program (an independent method, see the
         module docstring) and check that both brackets agree. Default: only where it is cheap
-        (at most :data:`CONIC_AUTO_ACTIONS` actions). ``True`` runs it up to
+        (at most :data:`CONIC_AUTO_ACTIONS` actions, each program under
+        :data:`CONIC_AUTO_TIME_LIMIT` seconds). ``True`` runs it up to
         :data:`CONIC_MAX_ACTIONS` actions, each call under ``time_limit``.
     solver : str, optional
         cvxpy solver for the conic programs (default ``"CLARABEL"``).
     time_limit : float, optional
-        Seconds allowed to each conic solver call (default :data:`CONIC_TIME_LIMIT`).
+        Seconds allowed to each conic program (default :data:`CONIC_TIME_LIMIT`, or
+        :data:`CONIC_AUTO_TIME_LIMIT` for the automatic cross-check). A program that runs out
+        of time gives no upper bound: its cross-check is inconclusive (``consistent`` None).
 
     Returns
     -------
@@ -767,6 +796,8 @@ def nash_gap(
         raise TypeError(f"cross_check must be True, False or None, got {cross_check!r}")
     if cross_check is None:
         cross_check = int(game.agent.support.sum()) <= CONIC_AUTO_ACTIONS
+        if time_limit is None:
+            time_limit = CONIC_AUTO_TIME_LIMIT  # the automatic cross-check must stay cheap
     method = "both" if cross_check else "threshold"
     brs = tuple(
         best_response(game, i, tau, method=method, solver=solver, time_limit=time_limit)

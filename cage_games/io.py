@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -150,12 +151,13 @@ def parse_game(text: str | bytes, source: str = "<string>") -> CommonAgencyGame:
     """
     if isinstance(text, bytes):
         try:
-            text = text.decode("utf-8")
+            text = text.decode("utf-8-sig")  # a byte-order mark from some editors is fine
         except UnicodeDecodeError as exc:
             raise ValueError(
                 f"{source}: not a text file (byte {exc.start} is not UTF-8); a game file is "
                 "JSON text, see docs/cli.rst"
             ) from None
+    text = text.removeprefix("\ufeff")
     if "\x00" in text:
         raise ValueError(f"{source}: not a text file (it contains NUL bytes); a game file is JSON")
     try:
@@ -169,6 +171,11 @@ def parse_game(text: str | bytes, source: str = "<string>") -> CommonAgencyGame:
             f"{source}: the JSON is nested too deeply to be a game file (a game needs 3 levels)"
         ) from None
     except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise ValueError(
+                f"{source}: a number has more than 4300 digits; write it with an exponent "
+                "(e.g. 1e300) or rescale the game"
+            ) from None
         raise ValueError(f"{source}: {exc}") from None
     try:
         return game_from_dict(data)
@@ -184,6 +191,8 @@ def load_game(path: str | Path) -> CommonAgencyGame:
     ValueError
         For any bad file, with a one-line reason that starts with the file's name.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
     if str(path) == "-":
         return parse_game(sys.stdin.buffer.read(), "<stdin>")
     path = Path(path)

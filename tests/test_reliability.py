@@ -261,3 +261,37 @@ def test_check_prints_one_verdict_line_per_check_first(capsys):
     assert [ln.split(":")[0] for ln in lines[:3]] == ["Existence", "Uniqueness", "Stability"]
     assert lines[3] == "" and lines[4].startswith("=====")
     assert all(len(ln) < 200 for ln in lines[:3])
+
+
+@pytest.mark.parametrize(
+    "transfers", [[["1", "0"]], [[True, False]], np.array([[True, False]]), None, "ab"]
+)
+def test_transfers_must_be_numbers(transfers):
+    game = cg.CommonAgencyGame(cg.Agent([0.0, 0.0], 1.0), [cg.Principal([1.0, 0.0])])
+    with pytest.raises(TypeError, match="transfers"):
+        cg.nash_gap(game, transfers)
+
+
+def test_byte_order_mark_and_huge_integers(tmp_path):
+    assert parse_game("\ufeff" + json.dumps(GOOD)).n_actions == 3
+    assert parse_game(b"\xef\xbb\xbf" + json.dumps(GOOD).encode()).n_actions == 3
+    text = json.dumps(GOOD).replace("0.5,", "1" + "0" * 5000 + ",", 1)
+    with pytest.raises(ValueError, match="more than 4300 digits"):
+        parse_game(text)
+    with pytest.raises(TypeError, match="file path"):
+        cg.load_game(3)
+
+
+def test_cross_check_on_an_extreme_game_is_bounded_and_inconclusive():
+    # beta = 1e-100: the conic bounds used to loop for minutes (a bracket that could not grow);
+    # now the dual bound gives up (inf) and the cross-check says it is inconclusive.
+    import time
+
+    game = cg.CommonAgencyGame(
+        cg.Agent([0.0, 0.0], 1e-100), [cg.Principal([1.0, 0.0]), cg.Principal([0.0, 1.0])]
+    )
+    tau = np.eye(2)
+    start = time.perf_counter()
+    gap = cg.nash_gap(game, tau)
+    assert time.perf_counter() - start < 30
+    assert gap.total <= 1e-12 and gap.cross_checked == 2 and gap.consistent is None

@@ -40,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--time-limit",
         type=float,
-        default=60.0,
-        help="seconds allowed to each conic program of the cross-check (default 60)",
+        default=None,
+        help="seconds allowed to each conic program of the cross-check (default 60 with "
+        "--cross-check, 10 for the automatic one on small games)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     import cage_games as cg
 
-    if not args.time_limit > 0:
+    if args.time_limit is not None and not args.time_limit > 0:
         raise ValueError(f"--time-limit must be > 0 seconds, got {args.time_limit}")
     game = cg.load_game(args.game)
     cert = None
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if args.cross_check and game.n_actions > CONIC_AUTO_ACTIONS:
             print(
                 f"cage: cross-checking {game.n_principals} best responses with the conic "
-                f"program ({game.n_actions} actions, at most {args.time_limit:g} s each)...",
+                f"program ({game.n_actions} actions, at most {args.time_limit or 60:g} s each)...",
                 file=sys.stderr,
                 flush=True,
             )
