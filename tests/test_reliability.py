@@ -295,3 +295,46 @@ def test_cross_check_on_an_extreme_game_is_bounded_and_inconclusive():
     gap = cg.nash_gap(game, tau)
     assert time.perf_counter() - start < 30
     assert gap.total <= 1e-12 and gap.cross_checked == 2 and gap.consistent is None
+
+
+@pytest.mark.parametrize(
+    "argv", [["solve", "x.json", "--tol", "abc"], [], ["learn", "g.json", "--rounds", "x"]]
+)
+def test_usage_errors_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err and "--help" in err
+
+
+def test_certificate_never_swaps_the_process_stdout():
+    # The SCS fallback used to send file descriptor 1 to /dev/null for the whole process
+    # (every thread's output lost meanwhile); the solvers' own verbosity settings do it now.
+    # In a subprocess: pytest's own output capture uses os.dup2.
+    code = """
+import os, sys, numpy as np, cvxpy as cp
+sys.path.insert(0, "tests")
+import cage_games as cg
+from core_games import random_game
+original = cp.Problem.solve
+def clarabel_fails(self, *args, **kwargs):
+    if kwargs.get("solver") == "CLARABEL":
+        raise cp.error.SolverError("forced failure")
+    assert kwargs.get("verbose") is False
+    return original(self, *args, **kwargs)
+def no_dup2(*args):
+    raise AssertionError("os.dup2 called: file descriptor 1 swapped")
+cp.Problem.solve = clarabel_fails
+os.dup2 = no_dup2
+game = random_game(np.random.default_rng(4), 12, 2, 0.5)
+gap = cg.nash_gap(game, cg.solve(game).transfers, cross_check=True)
+assert [b.cross_check.solver for b in gap.best_responses] == ["SCS", "SCS"]
+print("ok")
+"""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ok\n"

@@ -18,15 +18,23 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 SUBCOMMANDS = ("solve", "check", "learn", "align")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, and where the help is)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered sub-command."""
     from cage_games import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="cage",
         description="Common-agency games: solve, check and learn equilibria; align LLM decoding.",
     )
