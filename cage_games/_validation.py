@@ -30,6 +30,7 @@ def as_vector(
     """
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be a 1-D array of numbers, got {type(x).__name__}")
+    _reject_non_numbers(x, name)
     try:
         arr = np.array(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -53,6 +54,30 @@ def as_vector(
         )
     arr.setflags(write=False)
     return arr
+
+
+def _reject_non_numbers(x: object, name: str) -> None:
+    """Refuse strings and booleans where numbers are expected (numpy would convert them).
+
+    ``np.array(["0", "1"], dtype=float)`` and ``np.array([True, False], dtype=float)`` both
+    succeed, so a game file with ``"utility": ["0", "1"]`` or ``[true, false]`` used to be read
+    as numbers. Lists are scanned element by element; arrays by their dtype.
+    """
+    if isinstance(x, (list, tuple)):
+        for j, e in enumerate(x):
+            if isinstance(e, (bool, np.bool_, str, bytes)):
+                raise TypeError(
+                    f"{name}[{j}] must be a number, got {type(e).__name__} {_short(e)}"
+                    + ("; write the number without quotes" if isinstance(e, str) else "")
+                )
+            if isinstance(e, (list, tuple)):
+                _reject_non_numbers(e, name)
+        return
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    if kind in ("b", "U", "S"):
+        raise TypeError(f"{name} must hold numbers, got an array of dtype {x.dtype}")  # type: ignore[attr-defined]
+    if kind == "O":
+        _reject_non_numbers(list(np.asarray(x).ravel()), name)
 
 
 def _short(x: object) -> str:
@@ -83,3 +108,44 @@ def as_int(x: object, name: str, *, minimum: int = 0) -> int:
     if val < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {val}")
     return val
+
+
+MAX_SCALED_UTILITY = 1e150
+"""Largest ``|u| / beta`` and ``|v| / beta`` the solvers and certificates accept.
+
+The threshold system works with utilities divided by ``beta`` and with their products (the
+Newton Jacobian); beyond ``1e150`` those overflow float64. Only ``u / beta`` and ``v / beta``
+shape the equilibrium policy, so a game over the limit can be rescaled without changing it.
+"""
+
+
+def check_scale(game: object) -> None:
+    """Raise ``ValueError`` if a ``beta > 0`` game's utilities divided by ``beta`` overflow.
+
+    Parameters
+    ----------
+    game : CommonAgencyGame
+        The game (``beta = 0`` games pass: they never divide by ``beta``).
+
+    Raises
+    ------
+    ValueError
+        Naming the largest ratio and the two fixes (rescale, or ``beta = 0``).
+    """
+    beta = float(game.beta)  # type: ignore[attr-defined]
+    if beta == 0:
+        return
+    support = game.agent.support  # type: ignore[attr-defined]
+    top = max(
+        float(np.max(np.abs(game.utilities[:, support]))),  # type: ignore[attr-defined]
+        float(np.max(np.abs(game.agent.utility[support]))),  # type: ignore[attr-defined]
+    )
+    with np.errstate(over="ignore"):
+        ratio = top / beta
+    if not ratio <= MAX_SCALED_UTILITY:
+        raise ValueError(
+            f"utilities / beta reach {ratio:.3g} (largest |utility| {top:.3g}, beta {beta:.3g}), "
+            f"beyond the {MAX_SCALED_UTILITY:.0e} that float64 arithmetic allows: rescale the "
+            "utilities and beta together (only their ratio matters), or use beta = 0 for a "
+            "deterministic agent"
+        )

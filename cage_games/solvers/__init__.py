@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cage_games._validation import as_int, as_scalar
+from cage_games._validation import as_int, as_scalar, check_scale
 from cage_games.actions import ContinuousActions
 from cage_games.game import CommonAgencyGame
 from cage_games.menu_auction import solve_menu_auction
@@ -135,6 +135,7 @@ def _call(func: Callable[..., Any], game: CommonAgencyGame, options: Mapping[str
 def _solve_discrete(
     game: CommonAgencyGame, method: str | Callable[..., Any], options: dict[str, Any]
 ) -> EquilibriumResult:
+    check_scale(game)  # utilities / beta beyond float64's range: a clear ValueError
     if callable(method):
         return _call(method, game, options, getattr(method, "__name__", "callable"))
     if method != "auto":

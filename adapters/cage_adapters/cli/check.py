@@ -27,23 +27,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("game", help="path to a JSON game file")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument(
-        "--samples", type=int, default=200,
+        "--samples",
+        type=int,
+        default=200,
         help="random points for the sampled checks: per face (existence, at most 64) and in "
         "the root box (uniqueness P-matrix test; default 200)",
     )
-    p.add_argument("--starts", type=int, default=8,
-                   help="random starts of the multi-start solve when uniqueness is not proved")
+    p.add_argument(
+        "--starts",
+        type=int,
+        default=8,
+        help="random starts of the multi-start solve when uniqueness is not proved",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every sampled check")
-    p.add_argument("--wrt", nargs="+", default=["weights", "beta"], choices=_WRT_CHOICES,
-                   metavar="PARAM",
-                   help="parameters to differentiate: weights, utilities, v, beta or all "
-                   "(default: weights beta)")
-    p.add_argument("--lipschitz-samples", type=int, default=8,
-                   help="re-solved perturbed games for the sampled Lipschitz estimate")
-    p.add_argument("--radius", type=float, default=0.05,
-                   help="max-norm radius of the ball of weights sampled (default 0.05)")
-    p.add_argument("--no-stability", action="store_true",
-                   help="skip the stability report (no equilibrium is computed)")
+    p.add_argument(
+        "--wrt",
+        nargs="+",
+        default=["weights", "beta"],
+        choices=_WRT_CHOICES,
+        metavar="PARAM",
+        help="parameters to differentiate: weights, utilities, v, beta or all "
+        "(default: weights beta)",
+    )
+    p.add_argument(
+        "--lipschitz-samples",
+        type=int,
+        default=8,
+        help="re-solved perturbed games for the sampled Lipschitz estimate",
+    )
+    p.add_argument(
+        "--radius",
+        type=float,
+        default=0.05,
+        help="max-norm radius of the ball of weights sampled (default 0.05)",
+    )
+    p.add_argument(
+        "--no-stability",
+        action="store_true",
+        help="skip the stability report (no equilibrium is computed)",
+    )
     p.set_defaults(func=run)
 
 
@@ -89,8 +111,12 @@ def run(args: argparse.Namespace) -> int:
         if result.success:
             wrt = "all" if "all" in args.wrt else tuple(args.wrt)
             stability = sensitivity(
-                game, result, wrt=wrt, lipschitz_samples=args.lipschitz_samples,
-                radius=args.radius, seed=args.seed,
+                game,
+                result,
+                wrt=wrt,
+                lipschitz_samples=args.lipschitz_samples,
+                radius=args.radius,
+                seed=args.seed,
             )
         else:
             note = f"no equilibrium computed ({result.message}): nothing to differentiate"
@@ -108,20 +134,27 @@ def run(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2)
         print()
         return status
+    verdicts = [
+        ("Existence", existence.message),
+        ("Uniqueness", uniqueness.conclusion),
+        ("Stability", stability.message if stability is not None else note),
+    ]
+    for name, verdict in verdicts:  # one line each, details after
+        print(f"{name + ':':<12}{_first_sentence(verdict)}")
+    print()
     rule = "=" * 100
-    print(rule)
-    print(f"Existence: {existence.message}")
-    print(rule)
-    print(existence)
-    print()
-    print(rule)
-    print(f"Uniqueness: {uniqueness.conclusion}")
-    print(rule)
-    print(uniqueness)
-    print()
-    print(rule)
-    print("Stability: " + ("implicit-function sensitivities" if stability is not None else note))
-    print(rule)
-    if stability is not None:
-        print(stability)
+    for (name, verdict), details in zip(verdicts, (existence, uniqueness, stability), strict=True):
+        print(rule)
+        print(f"{name}: {verdict}")
+        print(rule)
+        if details is not None:
+            print(details)
+        print()
     return status
+
+
+def _first_sentence(text: object) -> str:
+    """The verdict's first sentence, on one line (the details follow)."""
+    flat = " ".join(str(text).split())
+    cut = flat.find(". ")
+    return flat if cut < 0 else flat[: cut + 1]

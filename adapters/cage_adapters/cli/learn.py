@@ -26,18 +26,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("game", metavar="GAME.json", help="path to a JSON game file")
     p.add_argument("--learner", default="hedge", help=_LEARNER_HELP)
     p.add_argument("--rounds", type=int, default=1000, help="number of rounds T (default 1000)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed of the run (default: fresh; the seed used is reported)")
-    p.add_argument("--grid", type=int, default=None,
-                   help="grid size K of the Hedge learners (default 41)")
-    p.add_argument("--step-size", type=float, default=None,
-                   help="learner step size (default: the fixed-horizon step of its bound)")
-    p.add_argument("--no-equilibrium", action="store_true",
-                   help="skip solving the game and the distances to its equilibrium")
-    p.add_argument("--plot", metavar="PATH", default=None,
-                   help="save the regret/T and distance plot (png, pdf, svg)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the run (default: fresh; the seed used is reported)",
+    )
+    p.add_argument(
+        "--grid", type=int, default=None, help="grid size K of the Hedge learners (default 41)"
+    )
+    p.add_argument(
+        "--step-size",
+        type=float,
+        default=None,
+        help="learner step size (default: the fixed-horizon step of its bound)",
+    )
+    p.add_argument(
+        "--no-equilibrium",
+        action="store_true",
+        help="skip solving the game and the distances to its equilibrium",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PATH",
+        default=None,
+        help="save the regret/T and distance plot (png, pdf, svg)",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    p.add_argument("--progress", action="store_true", help="show a progress bar (stderr)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr for the rounds and the regret accounting (default: on "
+        "long runs only)",
+    )
     p.set_defaults(func=run)
 
 
@@ -74,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
             **options,
         )
     except (ValueError, TypeError, OSError, NotImplementedError) as exc:
-        return _fail(exc)
+        from cage_adapters.cli import with_source
+
+        return _fail(with_source(args.game, exc))
     plot_path = None
     if args.plot is not None:
         try:
@@ -89,10 +113,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(res)
     print()
-    for name, reg, bound, ok in zip(res.names, res.regret, res.bound, res.within_bound,
-                                    strict=True):
-        print(f"{name}: regret {reg:.6g} ({reg / res.rounds:.3g} per round), bound {bound:.6g}"
-              f" ({'within' if ok else 'NOT within'} the bound)")
+    for name, reg, bound, ok in zip(
+        res.names, res.regret, res.bound, res.within_bound, strict=True
+    ):
+        print(
+            f"{name}: regret {reg:.6g} ({reg / res.rounds:.3g} per round), bound {bound:.6g}"
+            f" ({'within' if ok else 'NOT within'} the bound)"
+        )
     if res.linearized_regret is not None:
         print("(gradient ascent: the bound controls the linearised regret; see bound_covers)")
     if plot_path is not None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cage_games.certificates import NashGap
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Compute the equilibrium of a JSON game file (format: docs/cli.rst) and "
         "certify it with an independent Nash gap.",
     )
-    p.add_argument("game", help="path to a JSON game file")
+    p.add_argument("game", help="path to a JSON game file, or - to read it from standard input")
     p.add_argument(
         "--method",
         default="auto",
@@ -32,7 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-certificate",
         action="store_true",
-        help="skip the independent Nash-gap certificate (cvxpy)",
+        help="skip the Nash-gap certificate",
+    )
+    p.add_argument(
+        "--cross-check",
+        action="store_true",
+        help="also certify every uncapped principal with the conic program (cvxpy), an "
+        "independent method; by default it runs only on games of at most 100 actions",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="seconds allowed to each conic program of the cross-check (default 60 with "
+        "--cross-check, 10 for the automatic one on small games)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
@@ -43,14 +60,28 @@ def run(args: argparse.Namespace) -> int:
 
     import cage_games as cg
 
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise ValueError(f"--time-limit must be > 0 seconds, got {args.time_limit}")
     game = cg.load_game(args.game)
+    cert = None
     res = cg.solve(game, method=args.method, tol=args.tol, max_iter=args.max_iter)
     if args.no_certificate:
         gap = None
     elif game.beta == 0:  # menu auction: each principal's best-deviation gain, by enumeration
         gap = float(np.sum(res.nash_gaps))
     else:
-        gap = cg.nash_gap(game, res.transfers).total
+        from cage_games.certificates import CONIC_AUTO_ACTIONS
+
+        cross = True if args.cross_check else None
+        if args.cross_check and game.n_actions > CONIC_AUTO_ACTIONS:
+            print(
+                f"cage: cross-checking {game.n_principals} best responses with the conic "
+                f"program ({game.n_actions} actions, at most {args.time_limit or 60:g} s each)...",
+                file=sys.stderr,
+                flush=True,
+            )
+        cert = cg.nash_gap(game, res.transfers, cross_check=cross, time_limit=args.time_limit)
+        gap = cert.total
     labels = list(game.action_names or [f"a{j}" for j in range(game.n_actions)])
     if args.json:
         out = {
@@ -61,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             "nit": res.nit,
             "residual": res.residual,
             "nash_gap": gap,
+            "certificate": _certificate_json(cert),
             "actions": labels,
             "policy": res.policy.tolist(),
             "principals": [
@@ -98,6 +130,32 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(f"method {res.method}, {res.nit} iterations, residual {res.residual:.2e}: {res.message}")
     if gap is not None:
-        how = "best deviations, enumerated" if game.beta == 0 else "independent certificate, cvxpy"
-        print(f"Nash gap ({how}): {gap:.2e}")
+        print(f"Nash gap ({_certificate_words(cert)}): {gap:.2e}")
     return 0 if res.success else 1
+
+
+def _certificate_words(cert: NashGap | None) -> str:
+    """How the gap was certified, in words."""
+    if cert is None:
+        return "best deviations, enumerated"
+    words = "threshold search, certified bracket"
+    if cert.cross_checked:
+        verdict = {True: "agrees", False: "DISAGREES (please report)", None: "inconclusive"}
+        words += (
+            f"; conic cross-check on {cert.cross_checked} principal(s) {verdict[cert.consistent]}"
+        )
+    else:
+        words += "; no conic cross-check (--cross-check runs it)"
+    return words
+
+
+def _certificate_json(cert: NashGap | None) -> dict | None:
+    """The certificate's summary for ``--json``."""
+    if cert is None:
+        return None
+    return {
+        "method": "threshold",
+        "per_principal": cert.per_principal.tolist(),
+        "cross_checked": cert.cross_checked,
+        "consistent": cert.consistent,
+    }
