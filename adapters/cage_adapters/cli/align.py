@@ -74,10 +74,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="an objective and its weight (repeatable; see below)")
     p.add_argument("--reference", metavar="TEXT", help="reference text for 'similarity'")
     strength = p.add_mutually_exclusive_group()
-    strength.add_argument("--beta", type=_positive_float, default=1.0,
-                          help="agent temperature: smaller moves the model more (default 1.0)")
+    strength.add_argument("--beta", type=_positive_float, default=None,
+                          help="agent temperature: smaller moves the model more")
     strength.add_argument("--target-kl", type=_positive_float, default=None, metavar="NATS",
-                          help="strength as KL per token instead of beta (e.g. 0.3)")
+                          help="strength as KL per token instead of beta (default: 0.3 when "
+                               "neither is given)")
     p.add_argument("--method", choices=["cage", "linear", "base"], default="cage",
                    help="equilibrium (default), linear-mixing baseline, or the plain model")
     p.add_argument("--top-k", type=_positive_int, default=20, help="candidates per step (20)")
