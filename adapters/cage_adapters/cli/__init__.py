@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("solve", "check", "learn", "align")
+SUBCOMMANDS = ("solve", "check", "learn", "align", "frontier")
 
 
 def build_parser() -> argparse.ArgumentParser:
