@@ -78,6 +78,8 @@ def test_frontier_end_to_end_and_resume(tok, model, tmp_path, monkeypatch):
     lin = out["methods"]["linear"]["kl=0.3"]["hv_diff_to_cage"]["kl=0.3"]
     assert lin["lo"] <= lin["estimate"] <= lin["hi"]
     assert set(out["methods"]["bon"]) >= {"n=2"}
+    assert "floor" in cage and cage["floor"] <= 1e9
+    assert set(out["methods"]["linear"]["kl=0.3"]["paired_diff_to_cage"]) >= {"fluency", "floor"}
     assert out["judges"]["sentiment"].startswith("polarity")
     assert (tmp_path / "results.csv").read_text().count("\n") > 5
     assert list(tmp_path.glob("front_*.png"))

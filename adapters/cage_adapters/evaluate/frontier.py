@@ -482,6 +482,50 @@ def _per_prompt(cfg: FrontierConfig, rows: list[dict[str, Any]], z: np.ndarray) 
     return out
 
 
+def _prompt_metric(cfg: FrontierConfig, lst: list[Any], metric: str) -> np.ndarray | None:
+    """(P,) mean of a per-text metric over each prompt's texts (all weights and seeds)."""
+    rows = [r for (_, rs, _) in lst for r in rs]
+    if not rows or rows[0].get(metric) is None:
+        return None
+    out = np.full(len(cfg.prompts), np.nan)
+    idx = np.asarray([r["prompt"] for r in rows])
+    vals = np.asarray([r[metric] for r in rows], dtype=np.float64)
+    for p in range(len(cfg.prompts)):
+        if (idx == p).any():
+            out[p] = np.nanmean(vals[idx == p])
+    return out
+
+
+def _floor(lst: list[Any], pp: list[np.ndarray], grid: list[tuple[float, ...]]
+           ) -> Callable[[np.ndarray], float] | None:
+    """Worst objective's loss against its solo decoding, at the most balanced weight.
+
+    With ``z_i(w)`` the normalised judge mean of objective ``i`` at weight ``w`` and ``e_i``
+    the solo weight of objective ``i``: ``min_i (z_i(w_bal) - z_i(e_i))`` (0 = every objective
+    kept its solo level; more negative = some objective gave up more). Returns a function of
+    the resampled prompt indices, or None when the grid lacks the solo or balanced weights.
+    """
+    ws = [tuple(w) for (w, _, _) in lst]
+    m = len(ws[0]) if ws else 0
+    if m < 2:
+        return None
+    solos = []
+    for i in range(m):
+        e = tuple(1.0 if j == i else 0.0 for j in range(m))
+        if e not in ws:
+            return None
+        solos.append(ws.index(e))
+    bal = min(range(len(ws)), key=lambda k: float(np.ptp(ws[k])))
+    if float(np.ptp(ws[bal])) > 0.5:
+        return None
+
+    def f(idx: np.ndarray) -> float:
+        zb = np.nanmean(pp[bal][idx], axis=0)
+        return float(min(zb[i] - np.nanmean(pp[solos[i]][idx], axis=0)[i] for i in range(m)))
+
+    return f
+
+
 def summarize(cfg: FrontierConfig, cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Fronts, hypervolumes, intervals, KL, quality and controllability from finished cells.
 
@@ -495,7 +539,10 @@ def summarize(cfg: FrontierConfig, cells: dict[str, dict[str, Any]]) -> dict[str
         ``fluency``, ``nonword``, ``distinct_1``, ``distinct_2``, ``finished``, ``tokens``,
         ``tokens_per_s``, ``seconds_per_text``, ``spearman`` (per objective, texts) and
         ``spearman_means`` (weight means), ``hv_diff_to_cage`` (per CAGE strength: estimate and
-        95% bootstrap interval over prompts) and, with ``corrupt``, ``trigger_rate``.
+        95% bootstrap interval over prompts), ``floor`` (the worst objective's loss against its
+        solo decoding at the most balanced weight), ``paired_diff_to_cage`` (fluency,
+        trigger rate and floor differences to CAGE at the same strength, with intervals) and,
+        with ``corrupt``, ``trigger_rate`` (share of generated tokens that are triggers).
     """
     m = len(cfg.objectives)
     grid = weight_grid(m, cfg.weights)
@@ -615,6 +662,26 @@ def summarize(cfg: FrontierConfig, cells: dict[str, dict[str, Any]]) -> dict[str
                                  range(len(cfg.prompts)), n_boot=cfg.n_boot)
             diffs[ck[1]] = res
         entry["hv_diff_to_cage"] = diffs
+        fl = _floor(lst, per_prompt[key], grid)
+        if fl is not None:
+            entry["floor"] = float(fl(np.arange(len(cfg.prompts))))
+        paired = {}
+        for ck in cage_keys:
+            if ck == key or ck[1] != label:
+                continue
+            for metric in ("fluency", "trigger_rate"):
+                a, b = _prompt_metric(cfg, lst, metric), _prompt_metric(cfg, entries[ck], metric)
+                if a is None or b is None:
+                    continue
+                paired[metric] = bootstrap_diff(
+                    lambda idx, a=a, b=b: float(np.nanmean(a[idx]) - np.nanmean(b[idx])),
+                    range(len(cfg.prompts)), n_boot=cfg.n_boot)
+            fb = _floor(entries[ck], per_prompt[ck], grid)
+            if fl is not None and fb is not None:
+                paired["floor"] = bootstrap_diff(lambda idx, f=fl, g=fb: f(idx) - g(idx),
+                                                 range(len(cfg.prompts)), n_boot=cfg.n_boot)
+        if paired:
+            entry["paired_diff_to_cage"] = paired
         methods.setdefault(meth, {})[label] = entry
     judges = {}
     for n in cfg.objectives:
