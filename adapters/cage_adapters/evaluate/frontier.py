@@ -102,6 +102,9 @@ METHODS: dict[str, Method] = {
 }
 
 
+_STEER_FAMILY = ("cage", "linear", "cage-cap", "linear-clip")  # compared at the same strength
+
+
 @dataclass
 class FrontierConfig:
     """What a frontier run decodes (every field is recorded in ``results.json``).
@@ -656,7 +659,7 @@ def summarize(cfg: FrontierConfig, cells: dict[str, dict[str, Any]]) -> dict[str
                                        for i, n in enumerate(cfg.objectives)}
         diffs = {}
         for ck in cage_keys:
-            if ck == key or (meth in ("linear", "cage-cap", "linear-clip") and ck[1] != label):
+            if ck == key or (meth in _STEER_FAMILY and ck[1] != label):
                 continue
             res = bootstrap_diff(lambda idx, a=key, b=ck: hv_of(a, idx) - hv_of(b, idx),
                                  range(len(cfg.prompts)), n_boot=cfg.n_boot)
