@@ -149,3 +149,16 @@ def test_best_of_n_and_args(tok, model):
     r = torch.tensor([float(t.count("e")) for t in tok.batch_decode([[int(c)] for c in cand])])
     want = int(cand[torch.argmax(lp + 2.0 * r)])
     assert int(torch.isfinite(out[0]).sum()) == 1 and int(out[0].argmax()) == want
+
+
+def test_summarize_dir_reads_finished_cells(tok, model, tmp_path):
+    cfg = _cfg(methods=["cage", "plain"])
+    res = fr.run_frontier(cfg, tmp_path, model=model, tokenizer=tok, progress=False,
+                          plots=False)
+    again = fr.summarize_dir(tmp_path, plots=False)
+    assert again["methods"]["cage"]["kl=0.3"]["points"] == res["methods"]["cage"]["kl=0.3"][
+        "points"]
+    # a different weight grid is another run: its cells would not line up with these
+    with pytest.raises(ValueError, match="another run"):
+        fr.run_frontier(_cfg(methods=["cage", "plain"], weights=5), tmp_path, model=model,
+                        tokenizer=tok, progress=False)

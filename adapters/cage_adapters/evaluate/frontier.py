@@ -42,7 +42,7 @@ from cage_adapters.evaluate.metrics import (
 )
 
 __all__ = ["METHODS", "FrontierConfig", "Method", "corrupted", "load_prompts", "run_frontier",
-           "summarize", "weight_grid"]
+           "summarize", "summarize_dir", "weight_grid"]
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ class FrontierConfig:
     def fingerprint(self) -> str:
         """Hash of what the cells depend on (prompts, seeds, model settings)."""
         d = {k: v for k, v in asdict(self).items() if k not in ("methods", "target_kl", "betas",
-                                                                 "n_boot", "device", "weights")}
+                                                                 "n_boot", "device")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -369,6 +369,24 @@ class _Runner:
             r["own"] = {n: (None if v is None else float(v[i])) for n, v in own.items()}
 
 
+def summarize_dir(out_dir: str | os.PathLike[str], plots: bool = True) -> dict[str, Any]:
+    """Summarise the finished cells of a run directory (e.g. of an interrupted run).
+
+    Reads ``config.json`` and every ``cells/*.json``, writes ``results.json``, ``results.csv``
+    and the plots, and returns the results. Weights or methods without a finished cell are
+    left out, so compare only complete grids.
+    """
+    out = Path(out_dir)
+    cfg = FrontierConfig(**json.loads((out / "config.json").read_text())["config"])
+    cells = {p.stem: json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))}
+    results = summarize(cfg, cells)
+    _write_json(out / "results.json", results)
+    _write_csv(out / "results.csv", results)
+    if plots:
+        _plot(out, results)
+    return results
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=float), encoding="utf-8")
@@ -427,7 +445,7 @@ def run_frontier(cfg: FrontierConfig, out_dir: str | os.PathLike[str], *, model:
                      else [(f"w={cfg.args_w:g}", {})])
         for label, strength in strengths:
             for i, w in enumerate(grid):
-                plan.append((_key(name, label, f"w{i}"),
+                plan.append((_key(name, label, "w=" + "_".join(f"{x:g}" for x in w)),
                              (lambda m=method, s=strength, w=w: runner.steer(m, s, w)),
                              {"method": name, "strength": label, "weight_index": i,
                               "weights": list(w)}))
