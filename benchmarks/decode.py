@@ -9,6 +9,10 @@ Variants, all sampling the same prompts with the same seed and ``max_new_tokens`
 ``cage-scorers``     CAGE with two sequence scorers (sentiment and readability) at top-k 10;
 ``*-kl``             the same in target-KL mode (0.3 nats per token).
 
+The two prompted objectives share the base model: they run **one** batched forward per step
+(``objective forwards/step``; ``cage_adapters.objectives.SharedForwards``), of ``2B`` rows with
+``--reuse-base`` and ``4B`` rows without.
+
 For each variant: generated tokens per second (rows x steps / wall time), the time per decoding
 step, and the share of the step time spent in the equilibrium solve (the solver calls in the
 processor, from its trace) and in the objectives' rewards. Rows run to ``max_new_tokens`` (EOS
@@ -93,12 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t
         steps = out.shape[1] - inputs["input_ids"].shape[1]
         s = proc.trace.summary() if proc else {}
+        if proc is not None:  # objectives sharing a model run one batched forward per step
+            s["objective_forwards"] = proc._shared.forwards
         return wall, steps, s
 
     once(variants.get("plain"))  # warm-up (threads, allocator, kernels)
     results = {}
     for name, make in variants.items():
-        walls, solve, reward, proc_s, steps = [], 0.0, 0.0, 0.0, 0
+        walls, solve, reward, proc_s, steps, fwd = [], 0.0, 0.0, 0.0, 0, 0
         for _ in range(args.repeats):
             wall, n, s = once(make)
             walls.append(wall)
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             solve += s.get("solve_seconds", 0.0)
             reward += s.get("reward_seconds", 0.0)
             proc_s += s.get("processor_seconds", 0.0)
+            fwd += s.get("objective_forwards", 0)
         total = sum(walls)
         results[name] = {
             "tokens_per_s": args.batch * steps * args.repeats / total,
@@ -113,12 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             "solve_share": solve / total,
             "reward_share": reward / total,
             "processor_share": proc_s / total,
+            "objective_forwards_per_step": fwd / (steps * args.repeats),
             "wall_s": walls,
         }
         r = results[name]
         print(f"{name:<18} {r['tokens_per_s']:8.1f} tok/s  {r['ms_per_step']:8.1f} ms/step  "
               f"solve {100 * r['solve_share']:5.1f} %  rewards {100 * r['reward_share']:5.1f} %  "
-              f"processor {100 * r['processor_share']:5.1f} %", flush=True)
+              f"processor {100 * r['processor_share']:5.1f} %  "
+              f"objective forwards/step {r['objective_forwards_per_step']:.0f}", flush=True)
     meta = {"device": args.device, "threads": torch.get_num_threads(), "batch": args.batch,
             "tokens": args.tokens, "repeats": args.repeats, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine()}

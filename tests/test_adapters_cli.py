@@ -46,7 +46,8 @@ def tiny_dir(tmp_path_factory):
 def test_register_sets_run():
     args = _parser().parse_args(["align", "hi", "--objective", "sentiment=1"])
     assert args.func is align_cli.run
-    assert args.objective == ["sentiment=1"] and args.top_k == 20 and args.beta == 1.0
+    assert args.objective == ["sentiment=1"] and args.top_k == 20
+    assert args.beta is None and args.target_kl is None  # the default strength: target KL
 
 
 @pytest.mark.parametrize(("spec", "want"), [

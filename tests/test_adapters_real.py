@@ -156,3 +156,32 @@ def test_vocab_map_smollm_to_gemma():
     got = vm.gather(scores, cand)
     assert got.shape == (2, 3) and torch.isfinite(got).all()
     assert got[0, 0] == scores[0, gemma.eos_token_id]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sentiment", "brevity", "readability", "non-offensive"])
+def test_steering_hard_is_not_degenerate(smol, name):
+    """Each built-in objective steered hard (1 nat/token): no pseudo-words, no collapse."""
+    from cage_adapters.evaluate.degeneracy import degeneracy_check
+
+    model, tok = smol
+    res = degeneracy_check(model, tok, [name], PROMPTS, target_kl=1.0, max_new_tokens=32)
+    plain, steered = res["plain"], res[name]
+    assert steered["mean_kl"] > 0.5
+    assert steered["nonword"] <= plain["nonword"] + 0.05, steered["text"]
+    assert steered["fluency"] >= plain["fluency"] - 1.0, steered["text"]
+
+
+@pytest.mark.slow
+def test_frontier_runs_on_smollm2(smol, tmp_path):
+    from cage_adapters.evaluate.frontier import FrontierConfig, run_frontier
+
+    model, tok = smol
+    cfg = FrontierConfig(prompts=PROMPTS[:2], methods=["cage", "linear", "bon", "plain"],
+                         target_kl=[0.5], weights=3, max_new_tokens=16, bon_n=2, bon_pool=2,
+                         n_boot=50)
+    res = run_frontier(cfg, tmp_path, model=model, tokenizer=tok, progress=False, plots=False)
+    for meth in ("cage", "linear"):
+        e = res["methods"][meth]["kl=0.5"]
+        assert abs(e["points"][0][0] - e["points"][2][0]) > 0  # the weights move sentiment
+        assert 0.25 < e["mean_kl"] < 0.6

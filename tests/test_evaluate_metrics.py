@@ -69,3 +69,18 @@ def test_judges_and_quality_measures():
     assert distinct_n(["a b c", "a b d"], 2) == pytest.approx(3 / 4)
     with pytest.raises(KeyError, match="no independent judge"):
         judge_for("non-offensive")
+
+
+def test_floor_is_the_worst_loss_against_solo():
+    from cage_adapters.evaluate.frontier import _floor
+
+    grid = [(1.0, 0.0), (0.5, 0.5), (0.0, 1.0)]
+    lst = [(w, [], 0.0) for w in grid]
+    # per prompt (2 prompts) normalised means at each weight
+    pp = [np.array([[2.0, -1.0], [2.0, -1.0]]),   # solo objective 0: z0 = 2
+          np.array([[1.5, 0.0], [0.5, 1.0]]),     # balanced
+          np.array([[-1.0, 3.0], [-1.0, 3.0]])]   # solo objective 1: z1 = 3
+    f = _floor(lst, pp, grid)
+    # balanced means (1.0, 0.5): losses 1.0 - 2 = -1 and 0.5 - 3 = -2.5 -> floor -2.5
+    assert f(np.arange(2)) == pytest.approx(-2.5)
+    assert f(np.array([0, 0])) == pytest.approx(min(1.5 - 2, 0 - 3))

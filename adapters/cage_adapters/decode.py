@@ -135,7 +135,7 @@ def _as_prompts(prompts: Any) -> list[str]:
 
 def align(model: Any, tokenizer: Any, prompts: str | Sequence[str],
           objectives: Mapping[str, float] | Sequence[tuple[Any, float]], *,
-          method: str = "cage", beta: float = 1.0, target_kl: float | None = None,
+          method: str = "cage", beta: float | None = None, target_kl: float | None = None,
           top_k: int | None = 20, top_p: float | None = None, max_new_tokens: int = 48,
           seed: int | None = 0, greedy: bool = False, chat: bool = True,
           reference: str | None = None, record: bool = True,
@@ -155,7 +155,7 @@ def align(model: Any, tokenizer: Any, prompts: str | Sequence[str],
     method : {"cage", "linear", "base"}
         Equilibrium decoding, the linear-mixing baseline, or the plain model.
     beta, target_kl, top_k, top_p
-        See :class:`CageLogitsProcessor`.
+        See :class:`CageLogitsProcessor` (neither strength given: target KL 0.3 per token).
     max_new_tokens : int
     seed : int, optional
         Seed of torch's generator before sampling.

@@ -22,6 +22,16 @@ Two knobs, kept separate:
   ``s = beta / beta_eff``; equivalently the agent's temperature ``beta_eff`` is searched with
   ``v = beta_eff * log p0`` (the game only depends on ``u / beta``). ``p0|C`` is the base
   distribution renormalised on the candidates, so ``KL = 0`` means "the base model, truncated".
+  With neither given, the strength is ``target_kl = 0.3`` (:data:`DEFAULT_TARGET_KL`).
+
+**KL budget** (target-KL mode, ``kl_budget="sequence"``, the default): the target is a mean
+per token *over each sequence*. At step ``t`` a row aims at
+``clip((t + 1) * target - spent, target / 4, 4 * target)``, where ``spent`` is the KL it
+realised so far: KL a row could not spend (all candidates tie on every active reward, so no
+tilt moves the policy) is carried forward to later steps, and an overshoot is paid back. So the
+realised mean KL per token of a sequence is close to the target whenever later steps can absorb
+the carry (``kl_budget="step"``: every step aims at the target itself, and steps that cannot
+reach it lower the realised mean).
 
 :class:`LinearMixingProcessor` is the baseline ``pi ∝ p0 * exp(sum_i w_i r_i / beta)`` with the
 same candidates, normalisation and target-KL mode, so the two are compared at matched KL.
@@ -56,9 +66,12 @@ from cage_adapters.objectives import Objective, StepContext, normalize_rewards
 from cage_adapters.objectives.shared import SharedForwards
 from cage_adapters.vocab import same_vocabulary
 
-__all__ = ["CageLogitsProcessor", "LinearMixingProcessor", "StepRecord", "Trace"]
+__all__ = ["DEFAULT_TARGET_KL", "CageLogitsProcessor", "LinearMixingProcessor", "StepRecord",
+           "Trace"]
 
 _BACKENDS = ("auto", "triton", "native", "torch")
+DEFAULT_TARGET_KL = 0.3  # nats per token: the strength when neither beta nor target_kl is given
+_KL_CARRY = 4.0  # sequence budget: a step aims at most at 4x (at least 1/4 of) the target
 _KL_RTOL = 0.03  # target-KL mode: accept |log KL - log target| <= 0.03 (3 % relative)
 _KL_MAX_REFINE = 8  # target-KL mode: refinements after the grid (secant, bisection every 3rd)
 _PROBE_MAX_ITER = 40  # target-KL mode: iteration cap of each probe solve
@@ -223,15 +236,29 @@ def _as_weights(weights: Any, m: int) -> torch.Tensor:
     return w
 
 
+def _as_caps(caps: Any, m: int, what: str) -> torch.Tensor | None:
+    """Per-objective bounds in units of the temperature (``None`` = unbounded)."""
+    if caps is None:
+        return None
+    try:
+        c = np.broadcast_to(np.asarray(caps, dtype=np.float64), (m,)).copy()
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a positive number or one per objective ({m})") from None
+    if not (c > 0).all() or np.isnan(c).any():
+        raise ValueError(f"{what} must be > 0 (inf = unbounded), got {caps!r}")
+    return torch.as_tensor(c, dtype=torch.float64)
+
+
 class _GameProcessor(LogitsProcessor):
     """Shared machinery: validation, generation tracking, candidates, rewards, trace."""
 
     kind = "game"
 
     def __init__(self, objectives: Sequence[Objective], weights: Any = None, *,
-                 beta: float = 1.0, target_kl: float | None = None, top_k: int | None = 20,
-                 top_p: float | None = None, eos_token_id: int | Sequence[int] | None = None,
-                 record: bool = True) -> None:
+                 beta: float | None = None, target_kl: float | None = None,
+                 top_k: int | None = 20, top_p: float | None = None,
+                 eos_token_id: int | Sequence[int] | None = None, record: bool = True,
+                 kl_budget: str = "sequence") -> None:
         objectives = list(objectives) if objectives is not None else []
         if not objectives:
             raise ValueError("objectives is empty: give at least one Objective (the principals)")
@@ -256,6 +283,10 @@ class _GameProcessor(LogitsProcessor):
         self.objectives = objectives
         self.tokenizer = tok
         self.weights = _as_weights(np.ones(m) if weights is None else weights, m)
+        if beta is None:  # no strength given: the default target KL (module doc)
+            beta = 1.0
+            if target_kl is None:
+                target_kl = DEFAULT_TARGET_KL
         self.beta = _checks.real(beta, "beta", low=0.0, low_open=True)
         if target_kl is not None:
             target_kl = _checks.real(
@@ -263,6 +294,11 @@ class _GameProcessor(LogitsProcessor):
                 low_open=True,
             )
         self.target_kl = target_kl
+        if kl_budget not in ("sequence", "step"):
+            raise ValueError(f"kl_budget must be 'sequence' or 'step', got {kl_budget!r}")
+        self.kl_budget = kl_budget
+        self._spent: torch.Tensor | None = None
+        self._beta_prev: torch.Tensor | None = None
         if top_k is not None:
             top_k = _checks.integer(top_k, "top_k (None: no top-k cut)", low=1)
         if top_p is not None:
@@ -378,11 +414,11 @@ class _GameProcessor(LogitsProcessor):
         lo = torch.where(m3, u, torch.full_like(u, big)).amin(dim=2)
         return (hi - lo).amax(dim=1).clamp_min(1e-6)
 
-    def _solve_target(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor
+    def _solve_target(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
+                      target: torch.Tensor, hint: torch.Tensor | None = None
                       ) -> dict[str, torch.Tensor]:
-        """Target-KL mode: per row, the temperature whose policy has KL = target."""
-        target = self.target_kl
-        assert target is not None
+        """Target-KL mode: per row, the temperature whose policy has KL = ``target[row]``
+        (``hint``, the row's temperature at the previous step, is not used by this search)."""
         N = logq.shape[0]
         dev = logq.device
         hi = self._stake_range(u, mask) * 2.0
@@ -391,14 +427,14 @@ class _GameProcessor(LogitsProcessor):
         grid = hi.unsqueeze(1) * torch.pow(10.0, expo).unsqueeze(0)  # (N, G), beta decreasing
         rep = lambda t: t.repeat_interleave(G, dim=0)  # noqa: E731
         res = self._policy(rep(logq), rep(u), rep(mask), grid.reshape(-1), target_mode=True)
-        ftarget = math.log(target)
+        ftarget = torch.log(target.to(logq.dtype))
 
-        def fval(r: dict[str, torch.Tensor]) -> torch.Tensor:
+        def fval(r: dict[str, torch.Tensor], ft: torch.Tensor) -> torch.Tensor:
             # log(KL / target); a failed solve counts as "below target" so it never brackets
-            f = torch.log(r["kl"].clamp_min(1e-12)) - ftarget
+            f = torch.log(r["kl"].clamp_min(1e-12)) - ft
             return torch.where(r["success"], f, torch.full_like(f, -60.0))
 
-        f = fval(res).view(N, G)  # increasing along the grid
+        f = fval(res, rep(ftarget)).view(N, G)  # increasing along the grid
         best = _select(res, (f.abs()).argmin(dim=1), N, G)
         above = f >= 0
         reached = above.any(dim=1)
@@ -422,7 +458,7 @@ class _GameProcessor(LogitsProcessor):
             xm = xa + t * (xb - xa)
             rows = torch.nonzero(todo).squeeze(1)
             r = self._policy(logq[rows], u[rows], mask[rows], xm[rows].exp(), target_mode=True)
-            fm = fval(r)
+            fm = fval(r, ftarget[rows])
             # update brackets (f increasing as x decreases: xa > xb, fa < 0 <= fb)
             left = fm < 0
             xa_r, fa_r, xb_r, fb_r = xa[rows], fa[rows], xb[rows], fb[rows]
@@ -441,6 +477,14 @@ class _GameProcessor(LogitsProcessor):
         best["kl_reached"] = reached
         return best
 
+    def _row_targets(self, rows: torch.Tensor, step: int) -> torch.Tensor:
+        """This step's KL target of each solved row (the sequence budget, module doc)."""
+        target = float(self.target_kl)  # type: ignore[arg-type]
+        if self.kl_budget == "step" or self._spent is None:
+            return torch.full((rows.numel(),), target, device=rows.device)
+        want = (step + 1) * target - self._spent[rows]
+        return want.clamp(target / _KL_CARRY, target * _KL_CARRY)
+
     # -- the call --------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor
@@ -449,6 +493,13 @@ class _GameProcessor(LogitsProcessor):
         first, parent = self._track(input_ids)
         B, V = scores.shape
         dev = scores.device
+        if first or self._spent is None or self._spent.shape[0] != B:
+            self._spent = torch.zeros(B, device=dev)  # KL realised so far, per row
+            self._beta_prev = torch.full((B,), math.nan, device=dev)  # strength last step
+        elif parent is not None:
+            self._spent = self._spent.index_select(0, parent.to(dev))
+            assert self._beta_prev is not None
+            self._beta_prev = self._beta_prev.index_select(0, parent.to(dev))
         w = self._row_weights(B, dev)
         logits = scores.float()
         if V > self.vocab_size:  # logits padded wider than the tokenizer: never candidates
@@ -511,7 +562,9 @@ class _GameProcessor(LogitsProcessor):
                 res = self._policy(lq, u, mk, torch.full((rows.numel(),), self.beta, device=dev))
                 res["kl_reached"] = torch.ones(rows.numel(), dtype=torch.bool, device=dev)
             else:
-                res = self._solve_target(lq, u, mk)
+                step = input_ids.shape[1] - self._prompt_len
+                hint = None if self._beta_prev is None else self._beta_prev[rows]
+                res = self._solve_target(lq, u, mk, self._row_targets(rows, step), hint)
             ok = res["success"] & _valid_log_policy(res["log_policy"], mk)
             good = torch.where(ok.unsqueeze(1), res["log_policy"], logq[rows])
             new[rows] = torch.where(mk, good, torch.full_like(good, -math.inf))
@@ -525,6 +578,13 @@ class _GameProcessor(LogitsProcessor):
             kl[rows] = torch.where(ok, res["kl"], torch.zeros_like(res["kl"]))
             beta_used[rows] = res["beta"].to(beta_used.dtype)
             reached[rows] = res["kl_reached"]
+        self._spent = self._spent + torch.where(active, kl, torch.zeros_like(kl))
+        if self.target_kl is not None and rows.numel():
+            # the search of the next step starts at this step's strength (rows that solved)
+            assert self._beta_prev is not None
+            prev = self._beta_prev.clone()
+            prev[rows] = torch.where(succ[rows], beta_used[rows].to(prev.dtype), prev[rows])
+            self._beta_prev = prev
         out.scatter_(1, cand, new)
         out = torch.where(active.unsqueeze(1), out, logp)  # finished rows: left as they were
         t3 = time.perf_counter()
@@ -580,12 +640,13 @@ class CageLogitsProcessor(_GameProcessor):
     weights : array_like, shape (m,) or (batch, m), optional
         Non-negative trade-off weights, ``u_i = w_i * r_i`` (default: all 1). With one row per
         request, rows expanded by ``num_beams`` / ``num_return_sequences`` follow their request.
-    beta : float, default 1.0
+    beta : float, optional
         The agent's temperature (strength: smaller moves the model more). Ignored in
-        target-KL mode except as the value reported when a row has no game.
+        target-KL mode except as the value reported when a row has no game (then 1.0).
     target_kl : float, optional
         Strength as KL per token, ``KL(pi || p0|C)`` in nats: a per-row, per-step root on the
-        stakes' scale (module doc). Typical useful values are 0.05 to 1.
+        stakes' scale (module doc). Typical useful values are 0.05 to 1. With neither
+        ``beta`` nor ``target_kl``, ``target_kl = DEFAULT_TARGET_KL`` (0.3).
     top_k : int or None, default 20
         Candidates: the ``top_k`` most likely tokens of the base model.
     top_p : float, optional
@@ -607,6 +668,13 @@ class CageLogitsProcessor(_GameProcessor):
         search included in target-KL mode) and the C++ kernel on the CPU.
     record : bool, default True
         Keep a :class:`StepRecord` per step in :attr:`trace`.
+    kl_budget : {"sequence", "step"}, default "sequence"
+        Target-KL mode: a mean per token over each sequence (unspent KL carried forward) or a
+        target for every step (module doc).
+    caps : float or array_like of shape (m,), optional
+        Upper bounds on what each principal pays, in units of the temperature: principal
+        ``i`` can multiply a token's probability by at most ``exp(caps[i])`` (``inf`` =
+        unbounded, the default). Bounds the influence of a corrupted or adversarial reward.
 
     Attributes
     ----------
@@ -629,14 +697,17 @@ class CageLogitsProcessor(_GameProcessor):
     kind = "cage"
 
     def __init__(self, objectives: Sequence[Objective], weights: Any = None, *,
-                 beta: float = 1.0, target_kl: float | None = None, top_k: int | None = 20,
-                 top_p: float | None = None, eos_token_id: int | Sequence[int] | None = None,
+                 beta: float | None = None, target_kl: float | None = None,
+                 top_k: int | None = 20, top_p: float | None = None,
+                 eos_token_id: int | Sequence[int] | None = None,
                  solver: Callable[..., Any] | None = None,
                  solver_options: dict[str, Any] | None = None,
                  solver_dtype: torch.dtype = torch.float64, backend: str = "auto",
-                 record: bool = True) -> None:
+                 record: bool = True, kl_budget: str = "sequence", caps: Any = None) -> None:
         super().__init__(objectives, weights, beta=beta, target_kl=target_kl, top_k=top_k,
-                         top_p=top_p, eos_token_id=eos_token_id, record=record)
+                         top_p=top_p, eos_token_id=eos_token_id, record=record,
+                         kl_budget=kl_budget)
+        self.caps = _as_caps(caps, len(self.objectives), "caps")
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
         self.backend = backend
@@ -657,21 +728,28 @@ class CageLogitsProcessor(_GameProcessor):
         self.solver_options = dict(solver_options or {})
         self.solver_dtype = solver_dtype
 
-    def _solve_target(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor
+    def _solve_target(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
+                      target: torch.Tensor, hint: torch.Tensor | None = None
                       ) -> dict[str, torch.Tensor]:
         """Target-KL mode: the backend's strength search (one kernel launch on CUDA with the
-        Triton backend), :mod:`cage_games.torch._klsearch`; a custom ``solver`` uses the
-        processor's own grid search."""
+        Triton backend, :mod:`cage_games.torch._klsearch`), started at each row's strength of
+        the previous step (``hint``); a custom ``solver`` uses the processor's own grid search."""
         if self._kl_solver is None:
-            return super()._solve_target(logq, u, mask)
+            return super()._solve_target(logq, u, mask, target)
         dt = self.solver_dtype
+        opts = dict(self.solver_options)
+        if self.caps is not None:  # caps in units of beta: tau_i / beta <= caps_i
+            opts.update(caps=self.caps.to(u.device, dt), caps_unit="beta")
         try:
-            res = self._kl_solver(logq.to(dt), u.to(dt), mask=mask, target_kl=self.target_kl,
-                                  **self.solver_options)
+            res = self._kl_solver(logq.to(dt), u.to(dt), mask=mask, target_kl=target.to(dt),
+                                  beta_hint=None if hint is None else hint.to(dt), **opts)
             beta = res.beta.to(logq.dtype)
         except (RuntimeError, ValueError, FloatingPointError):
             res, beta = None, torch.full((logq.shape[0],), self.beta, device=logq.device)
-        out = self._pack(res, logq, u, mask, beta)
+        cap_u = None
+        if self.caps is not None:
+            cap_u = beta.unsqueeze(1) * self.caps.to(u.device, logq.dtype).unsqueeze(0)
+        out = self._pack(res, logq, u, mask, beta, cap_u)
         reached = torch.zeros_like(out["success"]) if res is None else res.kl_reached
         out["kl_reached"] = reached & out["success"]
         return out
@@ -684,15 +762,20 @@ class CageLogitsProcessor(_GameProcessor):
         if target_mode and "max_iter" not in opts:
             # root-search probes: a probe that needs more iterations is dropped, not waited for
             opts = {**opts, "max_iter": _PROBE_MAX_ITER}
+        cap_u = None
+        if self.caps is not None:  # caps in units of beta: tau_i / beta <= caps_i
+            cap_u = (beta.to(dt).unsqueeze(1) * self.caps.to(u.device, dt).unsqueeze(0))
+            opts = {**opts, "caps": cap_u}
         try:
             res = self.solver(v, u.to(dt), beta.to(dt), mask=mask, **opts)
         except (RuntimeError, ValueError, FloatingPointError):
             res = None
-        return self._pack(res, logq, u, mask, beta)
+        return self._pack(res, logq, u, mask, beta, cap_u)
 
     def _pack(self, res: Any, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
-              beta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The step's record from a solver result (``None``: the solve raised)."""
+              beta: torch.Tensor, cap_u: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The step's record from a solver result (``None``: the solve raised); ``cap_u``
+        the caps in utility units (or ``None``)."""
         if res is not None:
             logpi = res.log_policy.to(logq.dtype)
             thr = res.thresholds.to(logq.dtype)
@@ -707,7 +790,10 @@ class CageLogitsProcessor(_GameProcessor):
             nit = torch.zeros(n, dtype=torch.long, device=logq.device)
             success = torch.zeros(n, dtype=torch.bool, device=logq.device)
         success = success & torch.isfinite(thr).all(1)
-        tau = (u - thr.nan_to_num(0.0).unsqueeze(2)).clamp_min(0.0) * mask.unsqueeze(1)
+        tau = (u - thr.nan_to_num(0.0).unsqueeze(2)).clamp_min(0.0)
+        if cap_u is not None:
+            tau = torch.minimum(tau, cap_u.to(tau.dtype).unsqueeze(2))
+        tau = tau * mask.unsqueeze(1)
         b = beta.view(-1, 1, 1)
         logpi = torch.where(mask, logpi, torch.zeros_like(logpi))
         kl = torch.where(success, _kl(logpi, logq, mask), torch.zeros_like(beta))
@@ -723,14 +809,34 @@ class LinearMixingProcessor(_GameProcessor):
     per-objective normalisation, weights and target-KL mode, so the two can be compared at
     matched KL. The trace's ``transfers`` hold each objective's tilt ``w_i r_i / beta``, shifted
     so that its smallest value on the row is 0, and ``thresholds`` are NaN.
+
+    ``clip`` (float or one per objective, in units of the temperature) is the simple variant
+    that shares the equilibrium's bounded payments: each objective's tilt, shifted to be 0 on
+    its worst candidate, is capped at ``clip_i`` (``pi ∝ p0 exp(sum_i min(t_i, clip_i))``).
     """
 
     kind = "linear"
 
+    def __init__(self, objectives: Sequence[Objective], weights: Any = None, *,
+                 beta: float | None = None, target_kl: float | None = None,
+                 top_k: int | None = 20, top_p: float | None = None,
+                 eos_token_id: int | Sequence[int] | None = None, record: bool = True,
+                 kl_budget: str = "sequence", clip: Any = None) -> None:
+        super().__init__(objectives, weights, beta=beta, target_kl=target_kl, top_k=top_k,
+                         top_p=top_p, eos_token_id=eos_token_id, record=record,
+                         kl_budget=kl_budget)
+        self.clip = _as_caps(clip, len(self.objectives), "clip")
+
     def _policy(self, logq: torch.Tensor, u: torch.Tensor, mask: torch.Tensor,
                 beta: torch.Tensor, target_mode: bool = False) -> dict[str, torch.Tensor]:
         b = beta.view(-1, 1)
-        tilt = u.sum(1) / b
+        if self.clip is not None:  # each tilt shifted to start at 0 and capped at clip_i
+            per = u / b.unsqueeze(2)
+            per = per - per.masked_fill(~mask.unsqueeze(1), math.inf).amin(2, keepdim=True)
+            per = torch.minimum(per, self.clip.to(per.device, per.dtype).view(1, -1, 1))
+            tilt = (per * mask.unsqueeze(1)).sum(1)
+        else:
+            tilt = u.sum(1) / b
         z = torch.where(mask, logq + tilt, torch.full_like(logq, -math.inf))
         logpi = z - torch.logsumexp(z, dim=1, keepdim=True)
         logpi = torch.where(mask, logpi, torch.zeros_like(logpi))

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-SUBCOMMANDS = ("solve", "check", "learn", "align", "sweep")
+SUBCOMMANDS = ("solve", "check", "learn", "align", "sweep", "frontier")
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -88,15 +88,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     strength.add_argument(
         "--beta",
         type=_positive_float,
-        default=1.0,
-        help="agent temperature: smaller moves the model more (default 1.0)",
+        default=None,
+        help="agent temperature: smaller moves the model more",
     )
     strength.add_argument(
         "--target-kl",
         type=_positive_float,
         default=None,
         metavar="NATS",
-        help="strength as KL per token instead of beta (e.g. 0.3)",
+        help="strength as KL per token instead of beta (default: 0.3 when neither is given)",
     )
     p.add_argument(
         "--method",
