@@ -98,6 +98,7 @@ static inline Mask gt(vT a, vT b) {
   if constexpr (sizeof(T) == 4) return _mm512_cmp_ps_mask((__m512)a, (__m512)b, _CMP_GT_OQ);
   else return _mm512_cmp_pd_mask((__m512d)a, (__m512d)b, _CMP_GT_OQ);
 }
+static inline Mask mand(Mask a, Mask b) { return a & b; }
 static inline vT madd(vT acc, Mask k, vT x) {
   if constexpr (sizeof(T) == 4)
     return (vT)_mm512_mask_add_ps((__m512)acc, k, (__m512)acc, (__m512)x);
@@ -105,9 +106,12 @@ static inline vT madd(vT acc, Mask k, vT x) {
     return (vT)_mm512_mask_add_pd((__m512d)acc, k, (__m512d)acc, (__m512d)x);
 }
 #else
-typedef vI Mask;
-static inline Mask gt(vT a, vT b) { return a > b; }
-static inline vT madd(vT acc, Mask k, vT x) { return acc + (k ? x : (vT){}); }
+// Without mask registers a mask is a vector of 0.0 / 1.0 and a masked sum one FMA (a blend
+// and an add cost twice as much on AVX2).
+typedef vT Mask;
+static inline Mask gt(vT a, vT b) { return (vT)((a > b) & (vI)((vT){} + (T)1)); }
+static inline Mask mand(Mask a, Mask b) { return a * b; }
+static inline vT madd(vT acc, Mask k, vT x) { return acc + k * x; }
 #endif
 
 // exp(x) for x <= 0 (x = -inf allowed), 0 below EXP_LO: Cephes polynomials on
@@ -312,7 +316,7 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
         P[i] = madd(P[i], gt(zero, d[i]), e);  // unpaid: d < 0
         A[i] = gt(d[i], zero);
         if constexpr (CAPS) {
-          A[i] = A[i] & gt(R.k[i], d[i]);
+          A[i] = mand(A[i], gt(R.k[i], d[i]));
           H[i] = madd(H[i], gt(d[i], R.k[i]), e);
         }
         EA[i] = madd(EA[i], A[i], e);
