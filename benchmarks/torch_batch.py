@@ -15,7 +15,9 @@ Usage::
 
     python benchmarks/torch_batch.py                 # full grid on the CPU
     python benchmarks/torch_batch.py --quick         # small grid (includes B=8, n=49152, m=4)
-    python benchmarks/torch_batch.py --bar           # the 20x target case, 1 and default threads
+    python benchmarks/torch_batch.py --bar           # the 20x target case, 1 and default threads,
+                                                     # this CPU's build, an AVX2-only build and
+                                                     # plain torch, with the CPU's vector flags
     python benchmarks/torch_batch.py --device cuda   # on a GPU
     python benchmarks/torch_batch.py --threads 1     # pin torch's CPU threads
     python benchmarks/torch_batch.py --no-fused      # CPU without the fused kernel
@@ -127,7 +129,56 @@ def compile_seconds() -> float | None:
     return t if t >= 0 else None
 
 
-def bar_report(device: str, repeats: int, budget_s: float) -> list[dict]:
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl")
+
+
+def cpu_vector_extensions() -> str:
+    """The CPU's model and vector extensions, from /proc/cpuinfo (Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+
+        return f"{platform.processor() or platform.machine()} (no /proc/cpuinfo)"
+    model, flags = "?", set()
+    for line in text.splitlines():
+        if line.startswith("model name") and model == "?":
+            model = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    have = [f for f in VECTOR_FLAGS if f in flags]
+    return f"{model}; vector extensions: {' '.join(have) or 'none of ' + ' '.join(VECTOR_FLAGS)}"
+
+
+# Other builds measured by --bar in subprocesses (same case, same machine, same run).
+BAR_VARIANTS = [
+    ("AVX2-only build (-march=x86-64-v3)", {"CAGE_GAMES_TORCH_MARCH": "x86-64-v3"}),
+    ("plain torch (no fused kernel)", {"CAGE_GAMES_TORCH_FUSED": "0"}),
+]
+
+
+def bar_variant(label: str, env: dict, repeats: int, threads: int | None) -> None:
+    """Run the bar case in a subprocess with ``env`` (a build variant) and print its rows."""
+    cmd = [sys.executable, __file__, "--bar-case", "--repeats", str(repeats)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    with tempfile.TemporaryDirectory() as tmp:
+        full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        if "CAGE_GAMES_TORCH_MARCH" in env:
+            full_env["CAGE_CACHE"] = tmp  # its own cold cache (compile time not measured)
+        out = subprocess.run(cmd, env=full_env, capture_output=True, text=True, check=False)
+    print(f"  {label}:", flush=True)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("    threads")]
+    if out.returncode != 0 or not lines:
+        print(f"    failed: {out.stderr.strip()[-500:]}", flush=True)
+    for ln in lines:
+        print(ln, flush=True)
+
+
+def bar_report(
+    device: str, repeats: int, budget_s: float, sweep: bool = True, indent: str = "  "
+) -> list[dict]:
     """The target case (B=8, n=49152, m=4, float32) with 1 thread and torch's default threads,
     alternated in the same run, then the evaluations per solve at three temperatures."""
     default_threads = torch.get_num_threads()
@@ -155,12 +206,15 @@ def bar_report(device: str, repeats: int, budget_s: float) -> list[dict]:
         }
         rows.append(row)
         print(
-            f"  threads {th}: softmax {row['softmax_ms']:.3f} ms, solve {row['solve_ms']:.2f} ms, "
+            f"{indent}threads {th}: softmax {row['softmax_ms']:.3f} ms, "
+            f"solve {row['solve_ms']:.2f} ms, "
             f"ratio {ratio:.1f}x (rounds: {row['ratios']}), nit max {row['max_nit']} "
             f"mean {row['mean_nit']:.2f}, residual {row['max_residual']:.1e}, ok {row['success']}"
             f" -> {'meets' if ratio <= 20 else 'misses'} the 20x target",
             flush=True,
         )
+    if not sweep:
+        return rows
     # evaluations per solve against the temperature, in the KL (LLM) form v = beta log p0
     from cage_games.torch import solve_batch_kl
 
@@ -199,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixed-iters", type=int, default=None, help="time fixed_iters mode")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--bar", action="store_true", help="only the 20x target case (see module doc)")
+    ap.add_argument("--bar-case", action="store_true", help=argparse.SUPPRESS)  # (subprocess)
     ap.add_argument(
         "--no-fused", action="store_true", help="CPU: plain torch operations, no fused kernel"
     )
@@ -224,11 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         f"fused CPU kernel {'on' if fused else 'off'}",
         flush=True,
     )
+    if args.bar_case:
+        bar_report(args.device, args.repeats or 7, 6.0, sweep=False, indent="    ")
+        return 0
     if args.bar:
+        print(f"  CPU: {cpu_vector_extensions()}", flush=True)
         if fused:
             t = compile_seconds()
             print(f"  cold compile of the fused kernel (float32, m=4): {t:.2f} s", flush=True)
-        rows = bar_report(args.device, args.repeats or 7, 6.0)
+        print("  this CPU's build (-march=native):" if fused else "  this run:", flush=True)
+        rows = bar_report(args.device, args.repeats or 7, 6.0, indent="    ")
+        if args.device == "cpu" and not args.no_fused:
+            for label, env in BAR_VARIANTS:
+                bar_variant(label, env, args.repeats or 7, args.threads)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         return 0

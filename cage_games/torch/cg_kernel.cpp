@@ -16,16 +16,25 @@
 typedef CG_T T;
 constexpr int M = CG_M;
 constexpr bool CAPS = CG_CAPS;
-constexpr int W = 64 / (int)sizeof(T);
-typedef T vT __attribute__((vector_size(64)));
-typedef double vD __attribute__((vector_size(64)));
+// Vector width: the widest the target has natively (GCC expands wider generic vectors
+// piecewise, element by element: an AVX2 machine ran a 64-byte build 40 times slower).
+#if defined(__AVX512F__)
+#define CG_VB 64
+#elif defined(__AVX__)
+#define CG_VB 32
+#else
+#define CG_VB 16
+#endif
+constexpr int W = CG_VB / (int)sizeof(T);
+typedef T vT __attribute__((vector_size(CG_VB)));
+typedef double vD __attribute__((vector_size(CG_VB)));
 #if CG_DOUBLE
 typedef int64_t I;
 #else
 typedef int32_t I;
-typedef float vH __attribute__((vector_size(32)));
+typedef float vH __attribute__((vector_size(CG_VB / 2)));
 #endif
-typedef I vI __attribute__((vector_size(64)));
+typedef I vI __attribute__((vector_size(CG_VB)));
 // ABI of every exported function; bumped with any signature or struct change (Python checks
 // it before the first call and refuses a library that answers anything else).
 #define CG_ABI_VERSION 2
@@ -89,6 +98,7 @@ static inline Mask gt(vT a, vT b) {
   if constexpr (sizeof(T) == 4) return _mm512_cmp_ps_mask((__m512)a, (__m512)b, _CMP_GT_OQ);
   else return _mm512_cmp_pd_mask((__m512d)a, (__m512d)b, _CMP_GT_OQ);
 }
+static inline Mask mand(Mask a, Mask b) { return a & b; }
 static inline vT madd(vT acc, Mask k, vT x) {
   if constexpr (sizeof(T) == 4)
     return (vT)_mm512_mask_add_ps((__m512)acc, k, (__m512)acc, (__m512)x);
@@ -96,9 +106,12 @@ static inline vT madd(vT acc, Mask k, vT x) {
     return (vT)_mm512_mask_add_pd((__m512d)acc, k, (__m512d)acc, (__m512d)x);
 }
 #else
-typedef vI Mask;
-static inline Mask gt(vT a, vT b) { return a > b; }
-static inline vT madd(vT acc, Mask k, vT x) { return acc + (k ? x : (vT){}); }
+// Without mask registers a mask is a vector of 0.0 / 1.0 and a masked sum one FMA (a blend
+// and an add cost twice as much on AVX2).
+typedef vT Mask;
+static inline Mask gt(vT a, vT b) { return (vT)((a > b) & (vI)((vT){} + (T)1)); }
+static inline Mask mand(Mask a, Mask b) { return a * b; }
+static inline vT madd(vT acc, Mask k, vT x) { return acc + k * x; }
 #endif
 
 // exp(x) for x <= 0 (x = -inf allowed), 0 below EXP_LO: Cephes polynomials on
@@ -126,7 +139,9 @@ static inline vT vexp(vT x) {
   if constexpr (sizeof(T) == 4) {
     vI ok = x > EXP_LO;
     x = x < (T)-100 ? zero - (T)100 : x;
-    vT n = (x * (T)1.44269504088896341 + (T)12582912.0) - (T)12582912.0;
+    // n = round(x / ln 2) by the 1.5 * 2^23 trick; its integer is in the low mantissa bits
+    vT big = x * (T)1.44269504088896341 + (T)12582912.0;
+    vT n = big - (T)12582912.0;
     vT r = x - n * (T)0.693359375;
     r = r + n * (T)2.12194440e-4;
     vT p = zero + (T)1.9875691500e-4;
@@ -136,14 +151,17 @@ static inline vT vexp(vT x) {
     p = p * r + (T)1.6666665459e-1;
     p = p * r + (T)5.0000001201e-1;
     p = p * (r * r) + r + (T)1;
-    vI ni = __builtin_convertvector(n, vI);
-    vI bits = (ni + 127) << 23;
+    vI ni, magic;
+    std::memcpy(&ni, &big, sizeof ni);
+    magic = (vI){} + (I)0x4B400000;  // the bits of 12582912.0f
+    vI bits = (ni - magic + 127) << 23;
     vT s; std::memcpy(&s, &bits, sizeof s);
     return ok ? p * s : zero;
   } else {
     vI ok = x > EXP_LO;
     x = x < (T)-740 ? zero - (T)740 : x;
-    vT n = (x * (T)1.4426950408889634 + (T)6755399441055744.0) - (T)6755399441055744.0;
+    vT big = x * (T)1.4426950408889634 + (T)6755399441055744.0;  // 1.5 * 2^52
+    vT n = big - (T)6755399441055744.0;
     vT r = x - n * (T)6.93147180369123816490e-01;
     r = r - n * (T)1.90821492927058770002e-10;
     vT p = zero + (T)(1.0 / 6227020800.0);
@@ -160,8 +178,10 @@ static inline vT vexp(vT x) {
     p = p * r + (T)0.5;
     p = p * r + (T)1;
     p = p * r + (T)1;
-    vI ni = __builtin_convertvector(n, vI);
-    vI bits = (ni + 1023) << 52;
+    vI ni, magic;
+    std::memcpy(&ni, &big, sizeof ni);
+    magic = (vI){} + (I)0x4338000000000000LL;  // the bits of 6755399441055744.0
+    vI bits = (ni - magic + 1023) << 52;
     vT s; std::memcpy(&s, &bits, sizeof s);
     return ok ? p * s : zero;
   }
@@ -174,15 +194,16 @@ struct Acc {
 #if CG_DOUBLE
     a += x;
 #else
-    vH lo = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7);
-    vH hi = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
+    vH lo, hi;
+    std::memcpy(&lo, &x, sizeof lo);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&x) + sizeof lo, sizeof hi);
     a += __builtin_convertvector(lo, vD);
     b += __builtin_convertvector(hi, vD);
 #endif
   }
   inline double sum() const {
     double s = 0;
-    for (int l = 0; l < 8; ++l) s += a[l] + b[l];
+    for (int l = 0; l < CG_VB / 8; ++l) s += a[l] + b[l];
     return s;
   }
 };
@@ -295,7 +316,7 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
         P[i] = madd(P[i], gt(zero, d[i]), e);  // unpaid: d < 0
         A[i] = gt(d[i], zero);
         if constexpr (CAPS) {
-          A[i] = A[i] & gt(R.k[i], d[i]);
+          A[i] = mand(A[i], gt(R.k[i], d[i]));
           H[i] = madd(H[i], gt(d[i], R.k[i]), e);
         }
         EA[i] = madd(EA[i], A[i], e);
