@@ -30,6 +30,8 @@ or ``(grid.size,)``).
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -150,20 +152,38 @@ class ActionGrid:
         array per dimension, by name) or an array of shape ``shape`` or ``(size,)``.
         """
         if callable(utility):
+            coords = self.coords
             try:
-                values = utility(**self.coords)
+                inspect.signature(utility).bind(**coords)
             except TypeError as exc:
                 raise TypeError(
                     f"{what} must accept the coordinates as keyword arguments "
                     f"{', '.join(self.names)} (flat arrays, one entry per action): {exc}"
                 ) from None
+            except ValueError:  # no signature available (a builtin): just call it
+                pass
             try:
+                values = utility(**coords)
                 out = np.broadcast_to(np.asarray(values, dtype=float), (self.size,)).copy()
-            except ValueError:
-                raise ValueError(
-                    f"{what} returned shape {np.shape(values)}; a vectorised utility must return "
-                    f"one value per action (shape ({self.size},)) or a scalar"
-                ) from None
+            except (TypeError, ValueError) as exc:
+                # Not vectorised (math.exp, if/else on a coordinate, ...): evaluate point by
+                # point, which is correct but slow, and say so.
+                try:
+                    out = np.vectorize(utility, otypes=[float])(**coords)
+                except Exception:
+                    raise ValueError(
+                        f"{what} must be a vectorised callable: called with one flat array per "
+                        f"dimension it must return one value per action (shape ({self.size},)) "
+                        f"or a scalar; it raised {type(exc).__name__}: {exc}"
+                    ) from None
+                warnings.warn(
+                    f"{what} is not vectorised ({type(exc).__name__}: {exc}); it was evaluated "
+                    f"point by point on {self.size} actions. Use numpy functions (np.exp, "
+                    "np.where, np.maximum) to make it fast.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                out = np.asarray(out, dtype=float).reshape(self.size)
         else:
             arr = np.asarray(utility, dtype=float)
             if arr.shape not in (self.shape, (self.size,)):

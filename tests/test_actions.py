@@ -179,7 +179,7 @@ def test_grid_index_point_and_volumes():
                 [cg.Principal(lambda t: t)],
                 actions=cg.ActionGrid(t=[0.0, 1.0]),
             ),
-            "one value per action",
+            "vectorised callable",
         ),
     ],
 )
@@ -212,3 +212,14 @@ def test_cells_tile_the_box_and_marginals_are_distributions(xs, ys):
     mean = grid.mean(p)
     assert min(xs) - 1e-12 <= mean["x"] <= max(xs) + 1e-12
     assert mean["y"] == pytest.approx(float(p @ grid.coords["y"]))
+
+
+def test_a_scalar_only_utility_is_evaluated_point_by_point_with_a_warning():
+    import math
+
+    grid = cg.ActionGrid(t=np.linspace(0.0, 1.0, 5))
+    with pytest.warns(UserWarning, match="not vectorised"):
+        game = cg.CommonAgencyGame(
+            cg.Agent(lambda t: math.exp(-t), beta=0.5), [cg.Principal(lambda t: t)], actions=grid
+        )
+    np.testing.assert_allclose(game.agent.utility, np.exp(-np.linspace(0.0, 1.0, 5)))
