@@ -320,6 +320,11 @@ def solve_modes(ct, device: str, dry: bool) -> list[str]:
                     log(f"   B={B} n={n} m={m} {bk} {mode}: FAILED {type(exc).__name__}: {exc}")
                     continue
                 kl = "" if sol.kl is None else f", KL {float(sol.kl.mean()):.3f}"
+                if bk == "triton":
+                    try:
+                        kl += f", kernel alone {device_ms(logits, r, kw):.4f} ms (device)"
+                    except Exception as exc:  # report, do not stop the check
+                        kl += f", kernel time FAILED ({type(exc).__name__}: {exc})"
                 line = (
                     f"   B={B:2d} n={n:6d} m={m} {bk:6s} {mode:13s}: {1e3 * t:8.3f} ms = "
                     f"{t / t_soft:7.1f} x softmax ({1e3 * t_soft:.3f} ms), ok "
@@ -328,6 +333,31 @@ def solve_modes(ct, device: str, dry: bool) -> list[str]:
                 log(line)
                 lines.append(line)
     return lines
+
+
+def device_ms(logits, r, kw, reps: int = 50) -> float:
+    """Device time (CUDA events) of the bare Triton launch that ``solve_batch_kl`` makes."""
+    from cage_games.torch import _triton
+
+    B = logits.shape[0]
+    one = torch.ones(B, device=logits.device, dtype=logits.dtype)
+    tol = torch.full_like(one, 1e-5)
+    beta = one * kw.get("beta", 1.0)
+    tgt = None if "target_kl" not in kw else one * kw["target_kl"]
+    lg, u = logits.contiguous(), r.contiguous()
+
+    def f():
+        return _triton.solve(lg, u, beta, beta, None, tol, max_iter=100, scale_tol=True,
+                             target_kl=tgt)  # fmt: skip
+
+    f()
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    for _ in range(reps):
+        f()
+    b.record()
+    torch.cuda.synchronize()
+    return a.elapsed_time(b) / reps
 
 
 # -- 6. decoding: plain, linear mixing and CAGE on a random ~1B model -------------------------

@@ -98,8 +98,11 @@ def test_align_reports_the_target_kl_reached(model, tok):
     assert res.target_kl == 50.0
     assert res.kl_reached_share is not None and 0.0 <= res.kl_reached_share < 1.0
     assert res.mean_kl < 50.0
-    (plain,) = align(model, tok, "Say hello.", {"brevity": 1.0}, max_new_tokens=2)
+    # a fixed beta has no target (with neither given, the default target KL applies)
+    (plain,) = align(model, tok, "Say hello.", {"brevity": 1.0}, beta=1.0, max_new_tokens=2)
     assert plain.target_kl is None and plain.kl_reached_share is None
+    (default,) = align(model, tok, "Say hello.", {"brevity": 1.0}, max_new_tokens=2)
+    assert default.target_kl == pytest.approx(0.3)
 
 
 @pytest.fixture(scope="module")

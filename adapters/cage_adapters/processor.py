@@ -115,7 +115,8 @@ class StepRecord:
         Target-KL mode: whether the target was bracketed (False when even the strongest scale
         moves the policy less, e.g. when every reward ties).
     solve_seconds : float
-        Wall time of the equilibrium solves of this step.
+        Wall time of the equilibrium solves of this step (on a GPU the device work queued
+        before each phase is waited for, so the phases are not charged each other's time).
     reward_seconds : float
         Wall time spent computing the objectives' rewards.
     total_seconds : float
@@ -485,6 +486,13 @@ class _GameProcessor(LogitsProcessor):
         want = (step + 1) * target - self._spent[rows]
         return want.clamp(target / _KL_CARRY, target * _KL_CARRY)
 
+    def _clock(self, dev: torch.device) -> float:
+        """Wall time for the trace's phase timings; on a GPU (when recording) the queued work
+        is waited for first, so that each phase is charged its own device time."""
+        if self.record and dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return time.perf_counter()
+
     # -- the call --------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor
@@ -514,7 +522,7 @@ class _GameProcessor(LogitsProcessor):
                           cand_mask=cmask, active=active, parent=parent, first=first,
                           tokenizer=self.tokenizer, pad_id=self.pad_id, eos_ids=self.eos_ids,
                           base_logprobs=logp)
-        t1 = time.perf_counter()
+        t1 = self._clock(dev)
         if self._shared:
             ctx.shared = self._shared.run(ctx)
         rs = []
@@ -536,7 +544,7 @@ class _GameProcessor(LogitsProcessor):
                 )
             rs.append(normalize_rewards(raw, cmask, o.normalize))
         r = torch.stack(rs, dim=1)  # (B, m, k)
-        t2 = time.perf_counter()
+        t2 = self._clock(dev)
 
         lp_c = torch.where(cmask, logp.gather(1, cand), torch.full_like(cand, -math.inf,
                                                                         dtype=torch.float32))
@@ -587,7 +595,7 @@ class _GameProcessor(LogitsProcessor):
             self._beta_prev = prev
         out.scatter_(1, cand, new)
         out = torch.where(active.unsqueeze(1), out, logp)  # finished rows: left as they were
-        t3 = time.perf_counter()
+        t3 = self._clock(dev)
         if self.record:
             pi = new.exp()
             paid = (tra * pi.unsqueeze(1)).sum(2)
