@@ -350,11 +350,16 @@ def device_ms(logits, r, kw, reps: int = 50) -> float:
         return _triton.solve(lg, u, beta, beta, None, tol, max_iter=100, scale_tol=True,
                              target_kl=tgt)  # fmt: skip
 
-    f()
+    return event_ms(f, reps)
+
+
+def event_ms(fn, reps: int = 50) -> float:
+    """Device time of ``fn`` in ms (CUDA events around ``reps`` calls, after a warm-up)."""
+    fn()
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     a.record()
     for _ in range(reps):
-        f()
+        fn()
     b.record()
     torch.cuda.synchronize()
     return a.elapsed_time(b) / reps

@@ -8,9 +8,7 @@ Wall time of the public call, of the bare kernel launch (``_triton.solve``), and
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -20,27 +18,7 @@ from gpu_check import import_backend
 
 
 def wall(fn, reps=50):
-    fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(ts)
-
-
-def device_ms(fn, reps=50):
-    fn()
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    for _ in range(reps):
-        fn()
-    b.record()
-    torch.cuda.synchronize()
-    return a.elapsed_time(b) / reps
+    return 1e3 * timed(fn, "cuda", repeats=reps)
 
 
 def main():

@@ -183,6 +183,23 @@ def _caps(
     return torch.full((B, m), c, dtype=dtype, device=device)
 
 
+def _check_mask(mask: object, shape: tuple[int, int], device: torch.device, like: str) -> None:
+    """``mask`` must be a bool tensor of ``shape`` on ``device`` (``like`` names the tensor)."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise TypeError("mask must be a torch.bool tensor (True = action allowed)")
+    if mask.shape != shape:
+        raise ValueError(f"mask must have shape {shape} like {like}, got {tuple(mask.shape)}")
+    if mask.device != device:
+        raise ValueError(f"mask is on {mask.device} but {like} is on {device}")
+
+
+def _check_iters(max_iter: object, fixed_iters: object) -> None:
+    if fixed_iters is not None and (isinstance(fixed_iters, bool) or int(fixed_iters) < 0):
+        raise ValueError(f"fixed_iters must be None or an integer >= 0, got {fixed_iters!r}")
+    if isinstance(max_iter, bool) or int(max_iter) < 0:
+        raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+
+
 def _backend(backend: object, device: torch.device) -> str:
     """The implementation ``backend`` names on ``device`` (``"auto"`` resolved)."""
     if not isinstance(backend, str) or backend not in _BACKENDS:
@@ -353,16 +370,8 @@ def solve_batch(
         raise TypeError(f"v has unsupported dtype {v.dtype}; use float32 or float64")
     device = v.device
     if mask is not None:
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-            raise TypeError("mask must be a torch.bool tensor (True = action allowed)")
-        if mask.shape != (B, n):
-            raise ValueError(f"mask must have shape {(B, n)} like v, got {tuple(mask.shape)}")
-        if mask.device != device:
-            raise ValueError(f"mask is on {mask.device} but v is on {device}")
-    if fixed_iters is not None and (isinstance(fixed_iters, bool) or int(fixed_iters) < 0):
-        raise ValueError(f"fixed_iters must be None or an integer >= 0, got {fixed_iters!r}")
-    if isinstance(max_iter, bool) or int(max_iter) < 0:
-        raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+        _check_mask(mask, (B, n), device, "v")
+    _check_iters(max_iter, fixed_iters)
     default_tol = tol is None
     if tol is None:
         tol = _DEFAULT_TOL[dt]
@@ -606,12 +615,7 @@ def solve_batch_kl(
     lg = lg.to(dt)
     allowed = lg > -math.inf
     if mask is not None:
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-            raise TypeError("mask must be a torch.bool tensor (True = action allowed)")
-        if mask.shape != (B, n):
-            raise ValueError(f"mask must have shape {(B, n)} like logits, got {tuple(mask.shape)}")
-        if mask.device != lg.device:
-            raise ValueError(f"mask is on {mask.device} but logits is on {lg.device}")
+        _check_mask(mask, (B, n), lg.device, "logits")
         allowed = allowed & mask
     empty = ~allowed.any(-1, keepdim=True)
     if check_inputs and bool(empty.any()):
@@ -674,16 +678,8 @@ def _kl_triton(
     if u.device != lg.device:
         raise ValueError(f"utilities is on {u.device} but logits is on {lg.device}")
     if mask is not None:
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-            raise TypeError("mask must be a torch.bool tensor (True = action allowed)")
-        if mask.shape != (B, n):
-            raise ValueError(f"mask must have shape {(B, n)} like logits, got {tuple(mask.shape)}")
-        if mask.device != lg.device:
-            raise ValueError(f"mask is on {mask.device} but logits is on {lg.device}")
-    if fixed_iters is not None and (isinstance(fixed_iters, bool) or int(fixed_iters) < 0):
-        raise ValueError(f"fixed_iters must be None or an integer >= 0, got {fixed_iters!r}")
-    if isinstance(max_iter, bool) or int(max_iter) < 0:
-        raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+        _check_mask(mask, (B, n), lg.device, "logits")
+    _check_iters(max_iter, fixed_iters)
     if tol is not None and not (isinstance(tol, numbers.Real) and math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
     target = None

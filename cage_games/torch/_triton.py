@@ -102,12 +102,31 @@ if triton is not None:
         return mx + tl.log(z), eu / z, umin, umax
 
     @triton.jit
+    def _chunk(LP, U, row, n, m, sl, su, sm, n0, gamma, b, kap,
+               M: tl.constexpr, BN: tl.constexpr, CAPPED: tl.constexpr):
+        """Actions ``n0 .. n0 + BN`` of a row: ``lp`` (``-inf`` where masked or past ``n``),
+        ``d = b u - gamma`` (M, BN) and the total transfer ``sum_i clip(d_i, 0, kap_i)``."""
+        ri = tl.arange(0, M)
+        rv = ri < m
+        cols = n0 + tl.arange(0, BN)
+        cv = cols < n
+        lp = tl.load(LP + row * sl + cols, mask=cv, other=-float("inf"))
+        u = tl.load(U + row * su + ri[:, None] * sm + cols[None, :],
+                    mask=rv[:, None] & cv[None, :], other=0.0)
+        d = b * u - gamma[:, None]
+        if CAPPED:
+            t = tl.minimum(tl.maximum(d, 0.0), kap[:, None])
+        else:
+            t = tl.maximum(d, 0.0)
+        t = tl.where(rv[:, None], t, 0.0)
+        return lp, d, tl.sum(t, axis=0)
+
+    @triton.jit
     def _evaluate(LP, U, row, n, m, sl, su, sm, gamma, a, b, kap, smin,
                   M: tl.constexpr, BN: tl.constexpr, CAPPED: tl.constexpr):
         """``G``, ``F``, ``dF/dgamma``, the log normaliser and ``E_pi[sum_i t_i]`` at ``gamma``
         (log-weights ``a * lp + sum_i t_i``, scaled utilities ``b * u``, scaled caps ``kap``)."""
         ri = tl.arange(0, M)
-        ci = tl.arange(0, BN)
         rv = ri < m
         dt = LP.dtype.element_ty
         mx = tl.max(tl.full([BN], -float("inf"), tl.float32), axis=0).to(dt)
@@ -121,19 +140,8 @@ if triton is not None:
         ga = tl.zeros([M, M], dt)
         ha = tl.zeros([M, M], dt)
         for n0 in range(0, n, BN):
-            cols = n0 + ci
-            cv = cols < n
-            lp = tl.load(LP + row * sl + cols, mask=cv, other=-float("inf"))
+            lp, d, tsum = _chunk(LP, U, row, n, m, sl, su, sm, n0, gamma, b, kap, M, BN, CAPPED)
             ok = lp > -float("inf")
-            u = tl.load(U + row * su + ri[:, None] * sm + cols[None, :],
-                        mask=rv[:, None] & cv[None, :], other=0.0)
-            d = b * u - gamma[:, None]
-            if CAPPED:
-                t = tl.minimum(tl.maximum(d, 0.0), kap[:, None])
-            else:
-                t = tl.maximum(d, 0.0)
-            t = tl.where(rv[:, None], t, 0.0)
-            tsum = tl.sum(t, axis=0)
             x = tl.where(ok, a * lp + tsum, -float("inf"))
             cm = tl.max(x, axis=0)
             nm = tl.maximum(mx, cm)
@@ -568,19 +576,10 @@ if triton is not None:
         # log policy: a * lp + sum_i t_i - lse
         ci = tl.arange(0, BN)
         for n0 in range(0, n, BN):
+            lp, _d, tsum = _chunk(LP, U, row, n, m, sl, su, sm, n0, gamma, b, kap, M, BN, CAPPED)
+            out = tl.where(lp > -float("inf"), a * lp + tsum - lse, -float("inf"))
             cols = n0 + ci
-            cv = cols < n
-            lp = tl.load(LP + row * sl + cols, mask=cv, other=-float("inf"))
-            u = tl.load(U + row * su + ri[:, None] * sm + cols[None, :],
-                        mask=rv[:, None] & cv[None, :], other=0.0)
-            d = b * u - gamma[:, None]
-            if CAPPED:
-                t = tl.minimum(tl.maximum(d, 0.0), kap[:, None])
-            else:
-                t = tl.maximum(d, 0.0)
-            t = tl.where(rv[:, None], t, 0.0)
-            out = tl.where(lp > -float("inf"), a * lp + tl.sum(t, axis=0) - lse, -float("inf"))
-            tl.store(OUT_LP + row * n + cols, out, mask=cv)
+            tl.store(OUT_LP + row * n + cols, out, mask=cols < n)
         tl.store(OUT_C + row * m + ri, gamma * bs, mask=rv)
         res = tl.max(tl.abs(G), axis=0)
         res = tl.where(res == res, res, float("inf"))
