@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_check import import_backend
+from gpu_check import event_ms as device_ms  # noqa: E402
+from gpu_check import import_backend, timed  # noqa: E402
 
 
 def wall(fn, reps=50):
