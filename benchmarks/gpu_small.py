@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_check import event_ms as device_ms  # noqa: E402
-from gpu_check import import_backend, timed  # noqa: E402
+from gpu_check import event_ms as device_ms
+from gpu_check import import_backend, timed
 
 
 def wall(fn, reps=50):
