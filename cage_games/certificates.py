@@ -330,6 +330,8 @@ def best_response(
         raise ValueError(f"i must be a principal index in [0, {game.n_principals}), got {i!r}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if solver is not None:
+        _check_solver(solver)
     limit = (
         CONIC_TIME_LIMIT
         if time_limit is None
@@ -550,6 +552,20 @@ def _multiplier_candidates(ph: np.ndarray, logq: np.ndarray, r: np.ndarray, dual
         if lam.sum() > 0:
             out.append(lam / lam.sum())
     return out
+
+
+def _check_solver(solver: object) -> None:
+    """A cvxpy solver that is installed and handles the exponential cone, or a clear error."""
+    import cvxpy as cp
+
+    if not isinstance(solver, str):
+        raise TypeError(f"solver must be a cvxpy solver name (str), got {type(solver).__name__}")
+    usable = sorted(set(cp.installed_solvers()) & {"CLARABEL", "SCS", "MOSEK", "ECOS"})
+    if solver.upper() not in usable:
+        raise ValueError(
+            f"solver {solver!r} is not an installed cvxpy solver for the exponential cone; "
+            f"installed: {', '.join(usable) or 'none'}"
+        )
 
 
 def _time_limit_option(solver: str, seconds: float) -> dict:

@@ -233,6 +233,10 @@ def test_conic_is_bounded_by_size_and_refuses_caps():
         cg.best_response(big, 0, np.zeros((1, big.n_actions)), method="conic")
     with pytest.raises(TypeError, match="cross_check"):
         cg.nash_gap(game, tau, cross_check="yes")
+    with pytest.raises(ValueError, match="not an installed cvxpy solver"):
+        cg.nash_gap(game, tau, solver="NOPE")
+    with pytest.raises(TypeError, match="solver"):
+        cg.nash_gap(game, tau, solver=3)
 
 
 @pytest.mark.parametrize(
