@@ -683,24 +683,22 @@ def _threshold(
     points = np.concatenate([u, u - cap]) if np.isfinite(cap) else u
     points = np.unique(points[(points > lo) & (points < hi)])
     grid = np.concatenate([[lo], points, [hi]])
-    a, b = 0, grid.size - 1  # phi(grid[a]) < 0 <= phi(grid[b])
-    nfev = 0
+    a, b = 0, grid.size - 1  # phi(grid[a]) < 0 <= phi(grid[b]) (proved at both ends)
     while b - a > 1:
         mid = (a + b) // 2
-        nfev += 1
         if phi(float(grid[mid])) < 0:
             a = mid
         else:
             b = mid
     c_minus, c_plus = float(grid[a]), float(grid[b])
     phi_plus = phi(c_plus)
-    nfev += 1
+    if a == 0 and not phi(c_minus) < 0:  # rounding at the proved end: the root is at lo
+        c_plus, phi_plus = c_minus, 0.0
     if phi_plus > 0:
         scale = max(abs(c_minus), abs(c_plus), beta)
         root = optimize.brentq(
             phi, c_minus, c_plus, xtol=4 * np.finfo(float).eps * scale, maxiter=200
         )
-        nfev += 60  # brentq does not report its count here; an upper estimate for the status
         # Certify the bracket around the computed root by exact evaluations.
         step = 8 * np.finfo(float).eps * scale
         for _ in range(60):
