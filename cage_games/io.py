@@ -194,6 +194,8 @@ def load_game(path: str | Path) -> CommonAgencyGame:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
     if str(path) == "-":
+        if sys.stdin.isatty():  # nothing piped in: say what is awaited instead of hanging mutely
+            print("reading a JSON game from standard input (end with Ctrl-D)...", file=sys.stderr)
         return parse_game(sys.stdin.buffer.read(), "<stdin>")
     path = Path(path)
     try:
