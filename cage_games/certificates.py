@@ -330,6 +330,8 @@ def best_response(
         raise ValueError(f"i must be a principal index in [0, {game.n_principals}), got {i!r}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if solver is not None:
+        _check_solver(solver)
     limit = (
         CONIC_TIME_LIMIT
         if time_limit is None
@@ -552,6 +554,20 @@ def _multiplier_candidates(ph: np.ndarray, logq: np.ndarray, r: np.ndarray, dual
     return out
 
 
+def _check_solver(solver: object) -> None:
+    """A cvxpy solver that is installed and handles the exponential cone, or a clear error."""
+    import cvxpy as cp
+
+    if not isinstance(solver, str):
+        raise TypeError(f"solver must be a cvxpy solver name (str), got {type(solver).__name__}")
+    usable = sorted(set(cp.installed_solvers()) & {"CLARABEL", "SCS", "MOSEK", "ECOS"})
+    if solver.upper() not in usable:
+        raise ValueError(
+            f"solver {solver!r} is not an installed cvxpy solver for the exponential cone; "
+            f"installed: {', '.join(usable) or 'none'}"
+        )
+
+
 def _time_limit_option(solver: str, seconds: float) -> dict:
     """The solver's own time-limit option (cvxpy passes unknown options on to the solver)."""
     name = solver.upper()
@@ -667,24 +683,22 @@ def _threshold(
     points = np.concatenate([u, u - cap]) if np.isfinite(cap) else u
     points = np.unique(points[(points > lo) & (points < hi)])
     grid = np.concatenate([[lo], points, [hi]])
-    a, b = 0, grid.size - 1  # phi(grid[a]) < 0 <= phi(grid[b])
-    nfev = 0
+    a, b = 0, grid.size - 1  # phi(grid[a]) < 0 <= phi(grid[b]) (proved at both ends)
     while b - a > 1:
         mid = (a + b) // 2
-        nfev += 1
         if phi(float(grid[mid])) < 0:
             a = mid
         else:
             b = mid
     c_minus, c_plus = float(grid[a]), float(grid[b])
     phi_plus = phi(c_plus)
-    nfev += 1
+    if a == 0 and not phi(c_minus) < 0:  # rounding at the proved end: the root is at lo
+        c_plus, phi_plus = c_minus, 0.0
     if phi_plus > 0:
         scale = max(abs(c_minus), abs(c_plus), beta)
         root = optimize.brentq(
             phi, c_minus, c_plus, xtol=4 * np.finfo(float).eps * scale, maxiter=200
         )
-        nfev += 60  # brentq does not report its count here; an upper estimate for the status
         # Certify the bracket around the computed root by exact evaluations.
         step = 8 * np.finfo(float).eps * scale
         for _ in range(60):

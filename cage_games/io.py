@@ -194,6 +194,8 @@ def load_game(path: str | Path) -> CommonAgencyGame:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
     if str(path) == "-":
+        if sys.stdin.isatty():  # nothing piped in: say what is awaited instead of hanging mutely
+            print("reading a JSON game from standard input (end with Ctrl-D)...", file=sys.stderr)
         return parse_game(sys.stdin.buffer.read(), "<stdin>")
     path = Path(path)
     try:
@@ -208,8 +210,21 @@ def load_game(path: str | Path) -> CommonAgencyGame:
 
 
 def save_game(game: CommonAgencyGame, path: str | Path) -> None:
-    """Write a game file readable by :func:`load_game` (lossless: floats are written exactly)."""
+    """Write a game file readable by :func:`load_game` (lossless: floats are written exactly).
+
+    Raises
+    ------
+    TypeError
+        ``game`` is not a game, or ``path`` not a path.
+    ValueError
+        The file cannot be written (the message names it and gives the reason).
+    """
     if not isinstance(game, CommonAgencyGame):
         raise TypeError(f"game must be a cage_games.CommonAgencyGame, got {type(game).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
     text = json.dumps(game_to_dict(game), indent=2, allow_nan=False) + "\n"
-    Path(path).write_text(text, encoding="utf-8")
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot write the game file ({exc.strerror or exc})") from None

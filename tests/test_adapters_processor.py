@@ -379,11 +379,11 @@ def test_scorer_returning_nan_is_an_error(tok, model):
     ({"weights": [1.0]}, "there are 2 objectives"),
     ({"weights": [[1.0, 2.0, 3.0]]}, "there are 2 objectives"),
     ({"weights": [1.0, math.nan]}, "finite"),
-    ({"beta": 0.0}, r"beta must be a finite number in \(0"),
-    ({"beta": -1.0}, r"beta must be a finite number in \(0"),
-    ({"target_kl": -0.1}, r"target_kl .* must be a finite number in \(0"),
-    ({"top_k": 0}, r"top_k .* must be an integer >= 1"),
-    ({"top_p": 1.5}, r"top_p .* must be a finite number in \(0, 1\]"),
+    ({"beta": 0.0}, "beta must be a positive"),
+    ({"beta": -1.0}, "beta must be a positive"),
+    ({"target_kl": -0.1}, "target_kl must be a positive"),
+    ({"top_k": 0}, "top_k must be a positive integer"),
+    ({"top_p": 1.5}, "top_p must be in"),
 ])
 def test_processor_validation(tok, kwargs, match):
     objs = [obj.Brevity(tok), obj.Sentiment(tok)]

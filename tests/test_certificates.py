@@ -115,7 +115,9 @@ def _assert_brackets_agree(gap, tol=1e-9):
     """Threshold and conic brackets overlap, and each is tight."""
     for br in gap.best_responses:
         x = br.cross_check
-        assert x is not None and x.method == "conic"
+        if x is None:  # a capped principal: no convex program
+            continue
+        assert x.method == "conic"
         scale = max(1.0, abs(br.payoff))
         assert br.payoff <= br.upper_bound + 1e-15 * scale
         assert x.payoff <= br.upper_bound + tol * scale, (x, br)
@@ -148,21 +150,37 @@ def _brute_force_best(game, i, tau, rng, starts=6):
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
-    n=st.integers(1, 25),
+    n=st.integers(2, 25),
     m=st.integers(1, 3),
     beta=st.sampled_from([0.05, 0.3, 1.0, 4.0]),
-    kl=st.booleans(),
+    kind=st.sampled_from(["plain", "kl", "stubborn"]),
+    caps=st.booleans(),
     factor=st.sampled_from([0.0, 0.5, 1.0, 1.7]),
 )
-def test_threshold_certificate_agrees_with_the_conic_program(seed, n, m, beta, kl, factor):
+def test_threshold_certificate_agrees_with_the_conic_program(seed, n, m, beta, kind, caps, factor):
     # Two independent methods (a 1-D search justified by KKT, and an exponential-cone program
-    # with a Lagrange dual bound) must give overlapping, tight brackets on random profiles.
+    # with a Lagrange dual bound) must give overlapping, tight brackets on random profiles;
+    # capped principals (no convex program) are covered by the local-search test below.
     rng = np.random.default_rng(seed)
-    game = random_game(rng, n, m, beta, kl=kl)
+    game = random_game(rng, n, m, beta, kl=kind != "plain", caps=caps, spread=1.5)
+    if kind == "stubborn":  # a reference giving ~1e-300 to some actions, stakes up to 100 beta
+        logits = rng.normal(size=n) * 3
+        logits[: max(1, n // 4)] = -690.0
+        p0 = np.exp(logits - logits.max())
+        agent = cg.Agent.kl_regularized(p0 / p0.sum(), beta)
+        game = cg.CommonAgencyGame(agent, [
+            cg.Principal(rng.uniform(0, 100 * beta, size=n), cap=p.cap) for p in game.principals
+        ])  # fmt: skip
     tau = cg.solve(game).transfers * factor
+    tau = np.minimum(tau, game.caps[:, None])
     gap = cg.nash_gap(game, tau, cross_check=True)
-    assert gap.consistent is True
-    _assert_brackets_agree(gap, tol=1e-8)
+    if gap.cross_checked:
+        assert gap.consistent is True
+        _assert_brackets_agree(gap, tol=1e-8)
+    for br in gap.best_responses:
+        scale = max(1.0, abs(br.payoff))
+        assert br.current_payoff <= br.payoff + 1e-12 * scale <= br.upper_bound + 2e-12 * scale
+        assert br.upper_bound - br.payoff <= 1e-10 * scale
 
 
 @settings(max_examples=25, deadline=None)
@@ -233,6 +251,10 @@ def test_conic_is_bounded_by_size_and_refuses_caps():
         cg.best_response(big, 0, np.zeros((1, big.n_actions)), method="conic")
     with pytest.raises(TypeError, match="cross_check"):
         cg.nash_gap(game, tau, cross_check="yes")
+    with pytest.raises(ValueError, match="not an installed cvxpy solver"):
+        cg.nash_gap(game, tau, solver="NOPE")
+    with pytest.raises(TypeError, match="solver"):
+        cg.nash_gap(game, tau, solver=3)
 
 
 @pytest.mark.parametrize(

@@ -131,3 +131,19 @@ def _symlink(path: Path) -> None:
     path.symlink_to(real)
     real.rename(path.with_name("elsewhere.bin"))
     (path.parent / "elsewhere.bin").rename(path.parent.parent / "elsewhere.bin")
+
+
+def test_a_permissive_umask_does_not_make_the_export_untrusted(fake):
+    # With umask 002 (user private groups) files come out group-writable; the export must
+    # still be trusted on the next load, so it tightens its own modes.
+    target, calls = fake
+    old = os.umask(0o002)
+    try:
+        models.default_model_path()
+    finally:
+        os.umask(old)
+    assert oct(target.parent.stat().st_mode & 0o777) == "0o700"  # the cache folder we created
+    for path in target.iterdir():
+        assert not path.stat().st_mode & 0o022
+    models.default_model_path()
+    assert len(calls) == 1

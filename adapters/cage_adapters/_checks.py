@@ -31,8 +31,21 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__} {x!r}"
 
 
-def real(x: Any, name: str, *, low: float, low_open: bool, high: float = math.inf) -> float:
+def real(
+    x: Any, name: str, *, expected: str, low: float, low_open: bool, high: float = math.inf
+) -> float:
     """``x`` as a finite float in the interval from ``low`` to ``high`` (``high`` closed).
+
+    Parameters
+    ----------
+    x : number
+        A Python, numpy or 0-d array/tensor real number.
+    name : str
+        The argument's name, for messages.
+    expected : str
+        What is expected, in words (``"a positive finite number"``).
+    low, low_open, high
+        The interval.
 
     Raises
     ------
@@ -45,24 +58,20 @@ def real(x: Any, name: str, *, low: float, low_open: bool, high: float = math.in
     if isinstance(v, (bool, np.bool_)) or not isinstance(
         v, (numbers.Real, np.floating, np.integer)
     ):
-        raise TypeError(f"{name} must be a real number, got {_describe(x)}")
+        raise TypeError(f"{name} must be {expected}, got {_describe(x)}")
     val = float(v)
     inside = (val > low if low_open else val >= low) and val <= high
     if not (math.isfinite(val) and inside):
-        left = "(" if low_open else "["
-        right = "]" if math.isfinite(high) else ")"
-        raise ValueError(
-            f"{name} must be a finite number in {left}{low:g}, {high:g}{right}, got {val!r}"
-        )
+        raise ValueError(f"{name} must be {expected}, got {val!r}")
     return val
 
 
-def integer(x: Any, name: str, *, low: int) -> int:
+def integer(x: Any, name: str, *, expected: str, low: int) -> int:
     """``x`` as an int ``>= low`` (Python, numpy or 0-d torch integers; integral floats refused)."""
     v = _unwrap(x)
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {_describe(x)}")
+        raise TypeError(f"{name} must be {expected}, got {_describe(x)}")
     val = int(v)
     if val < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {val}")
+        raise ValueError(f"{name} must be {expected}, got {val}")
     return val

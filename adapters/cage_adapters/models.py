@@ -15,7 +15,9 @@ match its SHA-256, and large files (the weights) their sampled hash; ``verify="f
 ``CAGE_VERIFY=full``) checks the full SHA-256 of every file (about a second more). A cache
 that fails is exported again with a warning; one that belongs to another user is never used or
 replaced: the export then goes to a fresh private folder (set ``CAGE_CACHE`` to a folder of your
-own to keep it). Exports of an older format (without hashes) are redone once.
+own to keep it). Exports of an older format (without hashes) are redone once. The export
+itself removes group and other write permission from what it writes (whatever the umask) and
+creates a missing cache folder with mode 0700, so a permissive umask does not make it untrusted.
 
 The cache directory is ``$CAGE_CACHE`` when set, else ``$XDG_CACHE_HOME/cage-games``, else
 ``~/.cache/cage-games``. Nothing here touches a model hub: every call sets ``HF_HUB_OFFLINE=1``
@@ -241,8 +243,11 @@ def _say(message: str) -> None:
 
 def _publish(tmp: Path, target: Path, stamp: dict[str, Any]) -> None:
     """Move a finished export into place (atomic rename; a concurrent winner is kept)."""
+    for path in tmp.iterdir():  # whatever the umask, nobody else may write what we will trust
+        os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) & ~0o022)
     manifest = _manifest(tmp, stamp)
     (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+    os.chmod(tmp / _MANIFEST, 0o644)
     os.chmod(tmp, 0o700)
     if target.exists() or target.is_symlink():
         if target.is_symlink() or not target.is_dir():
@@ -257,6 +262,13 @@ def _publish(tmp: Path, target: Path, stamp: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _make_cache_dir(folder: Path) -> None:
+    """Create the cache folder private to this user (0700) if it does not exist yet."""
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+
+
 def _private_target(target: Path, stamp: dict[str, Any], reason: str) -> tuple[Path, bool]:
     """Where to export after a failed check: ``target`` itself, or a fresh private folder.
 
@@ -264,6 +276,7 @@ def _private_target(target: Path, stamp: dict[str, Any], reason: str) -> tuple[P
     by others; otherwise (a shared or foreign cache) the export goes to a new private folder,
     with a warning. Returns the folder and whether it is the private fallback.
     """
+    _make_cache_dir(target.parent)
     untrusted = []
     for path in (target.parent, target):
         try:

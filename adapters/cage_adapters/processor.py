@@ -288,11 +288,13 @@ class _GameProcessor(LogitsProcessor):
             beta = 1.0
             if target_kl is None:
                 target_kl = DEFAULT_TARGET_KL
-        self.beta = _checks.real(beta, "beta", low=0.0, low_open=True)
+        self.beta = _checks.real(
+            beta, "beta", expected="a positive finite number", low=0.0, low_open=True
+        )
         if target_kl is not None:
             target_kl = _checks.real(
-                target_kl, "target_kl (nats per token; None for a fixed beta)", low=0.0,
-                low_open=True,
+                target_kl, "target_kl", low=0.0, low_open=True,
+                expected="a positive number of nats per token (None for a fixed beta)",
             )
         self.target_kl = target_kl
         if kl_budget not in ("sequence", "step"):
@@ -301,10 +303,10 @@ class _GameProcessor(LogitsProcessor):
         self._spent: torch.Tensor | None = None
         self._beta_prev: torch.Tensor | None = None
         if top_k is not None:
-            top_k = _checks.integer(top_k, "top_k (None: no top-k cut)", low=1)
+            top_k = _checks.integer(top_k, "top_k", expected="a positive integer or None", low=1)
         if top_p is not None:
-            top_p = _checks.real(top_p, "top_p (None: no nucleus cut)", low=0.0, low_open=True,
-                                 high=1.0)
+            top_p = _checks.real(top_p, "top_p", expected="in (0, 1] or None", low=0.0,
+                                 low_open=True, high=1.0)
         self.top_k, self.top_p = top_k, (None if top_p is None else float(top_p))
         self.vocab_size = len(tok)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else -1
