@@ -162,3 +162,19 @@ def test_summarize_dir_reads_finished_cells(tok, model, tmp_path):
     with pytest.raises(ValueError, match="another run"):
         fr.run_frontier(_cfg(methods=["cage", "plain"], weights=5), tmp_path, model=model,
                         tokenizer=tok, progress=False)
+
+
+def test_merge_runs_over_disjoint_prompts(tok, model, tmp_path):
+    a = _cfg(prompts=PROMPTS[:3], methods=["cage", "plain"])
+    b = _cfg(prompts=PROMPTS[3:], methods=["cage", "plain"])
+    fr.run_frontier(a, tmp_path / "a", model=model, tokenizer=tok, progress=False, plots=False)
+    fr.run_frontier(b, tmp_path / "b", model=model, tokenizer=tok, progress=False, plots=False)
+    res = fr.merge_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "ab", plots=False)
+    assert res["config"]["prompts"] == PROMPTS
+    cell = json.loads(next((tmp_path / "ab" / "cells").glob("cage*.json")).read_text())
+    assert sorted({r["prompt"] for r in cell["rows"]}) == list(range(len(PROMPTS)))
+    with pytest.raises(ValueError, match="differ"):
+        c = _cfg(prompts=PROMPTS[:2], methods=["cage", "plain"], max_new_tokens=3)
+        fr.run_frontier(c, tmp_path / "c", model=model, tokenizer=tok, progress=False,
+                        plots=False)
+        fr.merge_runs([tmp_path / "a", tmp_path / "c"], tmp_path / "ac")

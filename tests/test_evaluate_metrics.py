@@ -84,3 +84,19 @@ def test_floor_is_the_worst_loss_against_solo():
     # balanced means (1.0, 0.5): losses 1.0 - 2 = -1 and 0.5 - 3 = -2.5 -> floor -2.5
     assert f(np.arange(2)) == pytest.approx(-2.5)
     assert f(np.array([0, 0])) == pytest.approx(min(1.5 - 2, 0 - 3))
+
+
+def test_report_tables_from_results():
+    from cage_adapters.evaluate.report import rst_tables
+
+    e = {"weights": [[1, 0], [0, 1]], "points": [[0.5, -30.0], [0.1, -20.0]],
+         "points_normalised": [[1.0, 0.5], [-0.2, 1.5]], "hypervolume": 3.25,
+         "hv_diff_to_cage": {"kl=0.5": {"estimate": -0.5, "lo": -1.0, "hi": 0.25}},
+         "mean_kl": 0.5, "fluency": -2.0, "nonword": 0.05, "distinct_2": 0.9, "finished": 0.25,
+         "spearman": {"sentiment": 0.5, "brevity": 0.4}, "tokens_per_s": 12.0}
+    res = {"config": {"objectives": ["sentiment", "brevity"]},
+           "methods": {"linear": {"kl=0.5": e}}}
+    text = rst_tables(res)
+    assert "vs kl=0.5: -0.50 [-1.00, +0.25]" in text
+    assert "3.25" in text and "(1, 0)" in text and "+1.50" in text
+    assert text.splitlines()[0].startswith("======")

@@ -41,8 +41,8 @@ from cage_adapters.evaluate.metrics import (
     spearman,
 )
 
-__all__ = ["METHODS", "FrontierConfig", "Method", "corrupted", "load_prompts", "run_frontier",
-           "summarize", "summarize_dir", "weight_grid"]
+__all__ = ["METHODS", "FrontierConfig", "Method", "corrupted", "load_prompts", "merge_runs",
+           "run_frontier", "summarize", "summarize_dir", "weight_grid"]
 
 
 @dataclass(frozen=True)
@@ -385,6 +385,54 @@ def summarize_dir(out_dir: str | os.PathLike[str], plots: bool = True) -> dict[s
     if plots:
         _plot(out, results)
     return results
+
+
+def merge_runs(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+               plots: bool = True) -> dict[str, Any]:
+    """Merge runs over disjoint prompt sets (e.g. a split run in parallel) and summarise.
+
+    Every run must have the same settings except its prompts; the merged run's prompts are the
+    runs' prompts in order, each run's prompt indices shifted accordingly. Every method, strength
+    and weight is compared on the same prompts and seeds within each run, so the merged run
+    compares them on the union. Only cells present in every run are kept.
+
+    Raises
+    ------
+    ValueError
+        When the runs' settings differ (other than the prompts).
+    """
+    metas = [json.loads((Path(d) / "config.json").read_text())["config"] for d in run_dirs]
+    strip = lambda c: {k: v for k, v in c.items() if k != "prompts"}  # noqa: E731
+    if any(strip(m) != strip(metas[0]) for m in metas[1:]):
+        raise ValueError("runs differ in settings other than their prompts; cannot merge")
+    prompts: list[str] = []
+    per_run = []
+    for d, meta in zip(run_dirs, metas, strict=True):
+        cells = {p.stem: json.loads(p.read_text()) for p in (Path(d) / "cells").glob("*.json")}
+        per_run.append((len(prompts), cells))
+        prompts += meta["prompts"]
+    keys = set.intersection(*[set(c) for _, c in per_run])
+    merged: dict[str, dict[str, Any]] = {}
+    for key in sorted(keys):
+        base = dict(per_run[0][1][key])
+        base["rows"], base["seconds"] = [], 0.0
+        for offset, cells in per_run:
+            c = cells[key]
+            base["rows"] += [{**r, "prompt": r["prompt"] + offset} for r in c["rows"]]
+            base["seconds"] += c["seconds"]
+        if "seconds_per_sample" in base:
+            base["seconds_per_sample"] = [
+                sum(cells[key]["seconds_per_sample"][j] for _, cells in per_run)
+                for j in range(len(base["seconds_per_sample"]))]
+        merged[key] = base
+    cfg = FrontierConfig(**{**metas[0], "prompts": prompts})
+    out = Path(out_dir)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    _write_json(out / "config.json", {"fingerprint": cfg.fingerprint(), "config": asdict(cfg),
+                                      "merged_from": [str(d) for d in run_dirs]})
+    for key, cell in merged.items():
+        _write_json(out / "cells" / f"{key}.json", cell)
+    return summarize_dir(out, plots=plots)
 
 
 def _write_json(path: Path, data: Any) -> None:
