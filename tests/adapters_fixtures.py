@@ -121,3 +121,15 @@ def numpy_solve_batch(v, utilities, beta, mask=None, **_):
 def chat_inputs(tok, prompts, template: bool = False):
     """Left-padded batch of prompts (plain text) as tensors."""
     return tok(list(prompts), return_tensors="pt", padding=True)
+
+
+#: A ChatML template for the tiny tokenizers (the test models' chat format).
+CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def chat_tokenizer():
+    """:func:`tiny_tokenizer` with the ChatML template (the ``tok`` fixture of conftest)."""
+    t = tiny_tokenizer()
+    t.chat_template = CHAT
+    return t

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -11,3 +13,26 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # The Triton kernel runs on CPU tensors in Triton's interpreter (there is no GPU in CI). It
 # must be on before triton.jit decorates the kernel, i.e. before cage_games.torch is imported.
 os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+# Tiny models for the adapter tests (module-scoped; a test module may define its own). The
+# imports are lazy: the core tests run without torch or transformers.
+@pytest.fixture(scope="module")
+def tok():
+    from adapters_fixtures import chat_tokenizer
+
+    return chat_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    from adapters_fixtures import tiny_llama
+
+    return tiny_llama(tok)
+
+
+@pytest.fixture(scope="module")
+def guide(tok):
+    from adapters_fixtures import tiny_gpt2
+
+    return tiny_gpt2(tok)

@@ -10,28 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from adapters_fixtures import tiny_llama, tiny_tokenizer  # noqa: E402
+from adapters_fixtures import tiny_llama  # noqa: E402
 from cage_adapters import objectives as obj  # noqa: E402
 from cage_adapters.cli import main  # noqa: E402
 from cage_adapters.decode import align  # noqa: E402
 from cage_adapters.processor import CageLogitsProcessor, LinearMixingProcessor  # noqa: E402
-
-CHAT = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    t = tiny_tokenizer()
-    t.chat_template = CHAT
-    return t
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return tiny_llama(tok)
 
 
 def test_a_string_prompt_is_one_prompt(model, tok):

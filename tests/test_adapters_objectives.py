@@ -7,30 +7,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from adapters_fixtures import tiny_gpt2, tiny_llama, tiny_tokenizer  # noqa: E402
 from cage_adapters import objectives as obj  # noqa: E402
 from cage_adapters.processor import CageLogitsProcessor  # noqa: E402
 from transformers import LogitsProcessorList  # noqa: E402
-
-CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    t = tiny_tokenizer()
-    t.chat_template = CHAT
-    return t
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return tiny_llama(tok)
-
-
-@pytest.fixture(scope="module")
-def guide(tok):
-    return tiny_gpt2(tok)
 
 
 class _Counter:

@@ -29,25 +29,6 @@ from cage_adapters.processor import (  # noqa: E402
 from transformers import LogitsProcessorList  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    t = tiny_tokenizer()
-    t.chat_template = CHAT
-    return t
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return tiny_llama(tok)
-
-
-@pytest.fixture(scope="module")
-def guide(tok):
-    return tiny_gpt2(tok)
 
 
 def _inputs(tok, prompts):

@@ -10,25 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from adapters_fixtures import tiny_llama, tiny_tokenizer  # noqa: E402
 from cage_adapters import objectives as obj  # noqa: E402
 from cage_adapters.evaluate import frontier as fr  # noqa: E402
 
-CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 PROMPTS = ["The cafe was warm", "Hello", "A bad day", "Great coffee", "Write a review"]
-
-
-@pytest.fixture(scope="module")
-def tok():
-    t = tiny_tokenizer()
-    t.chat_template = CHAT
-    return t
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    return tiny_llama(tok)
 
 
 def _cfg(**kw):
