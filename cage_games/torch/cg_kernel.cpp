@@ -261,6 +261,64 @@ static inline vT logw(const Row& R, int64_t j, int64_t L, vT* d, vT* tau) {
   return x;
 }
 
+// Without mask registers (AVX2 and older) the 2 m^2 + 2 m Jacobian sums of the fused sweep
+// need about 25 accumulators for m = 4, against 16 vector registers: GCC spilled most of them
+// (and the loop's constants) to the stack on every vector. There the sweep over the
+// utilities only stores exp(x - shift) of its chunk in a buffer, and the Jacobian sums come
+// from two sweeps per block of JB actions (in L1): the first forms P, E[A] (and H), stores the
+// 0/1 masks A_j and e g_i (and e h_i), the second sums the cross moments E[g_i A_j] (and
+// E[h_i A_j]) from them with only those accumulators live. Per lane the sums are taken in the
+// same order as in the fused sweep. With AVX-512's 32 registers and mask registers the fused
+// sweep is faster.
+constexpr int64_t JB = 256;  // actions per block of the Jacobian sweeps (a multiple of W)
+#if defined(__AVX512F__)
+constexpr bool JSPLIT = false;
+static inline void jac_block(const Row&, int64_t, int64_t, int64_t, const T*, vT*, vT*, vT*,
+                             vT (*)[M], vT (*)[M]) {}
+#else
+constexpr bool JSPLIT = true;
+
+// The Jacobian sums of actions [b0, b1) of a chunk of L from its stored weights eb.
+static inline void jac_block(const Row& R, int64_t b0, int64_t b1, int64_t L, const T* eb,
+                             vT* P, vT* EA, vT* H, vT (*GA)[M], vT (*HA)[M]) {
+  const vT zero = (vT){};
+  alignas(64) T ab[M][JB], gb[M][JB], hb[CAPS ? M : 1][JB];
+  auto first = [&](int64_t j, auto tail) {
+    vT e = ld(eb + j);
+    for (int i = 0; i < M; ++i) {
+      vT ui = decltype(tail)::value ? ldpad(R.u[i], j, L, (T)0) : ld(R.u[i] + j);
+      vT d = ui * R.ib - R.g[i];
+      P[i] = madd(P[i], gt(zero, d), e);  // unpaid: d < 0
+      Mask A = gt(d, zero);
+      if constexpr (CAPS) {
+        A = mand(A, gt(R.k[i], d));
+        H[i] = madd(H[i], gt(d, R.k[i]), e);
+        st(hb[i] + (j - b0), e * vmax(d - R.k[i], zero));
+      }
+      EA[i] = madd(EA[i], A, e);
+      st(ab[i] + (j - b0), A);
+      st(gb[i] + (j - b0), e * vmax(zero - d, zero));  // e g_i, g_i = (gamma_i - r_i)_+
+    }
+  };
+  int64_t j = b0;
+  for (; j + W <= b1; j += W) first(j, std::false_type{});
+  if (j < b1) first(j, std::true_type{});
+  auto cross = [&](const T (*src)[JB], vT (*acc)[M]) {
+    for (int64_t o = 0; o < b1 - b0; o += W) {
+      vT A[M];
+      for (int jj = 0; jj < M; ++jj) A[jj] = ld(ab[jj] + o);
+      for (int i = 0; i < M; ++i) {
+        vT x = ld(src[i] + o);
+        for (int jj = 0; jj < M; ++jj)
+          if (jj != i) acc[i][jj] = madd(acc[i][jj], A[jj], x);
+      }
+    }
+  };
+  cross(gb, GA);
+  if constexpr (CAPS) cross(hb, HA);
+}
+#endif
+
 // Moments of one chunk relative to exp(shift); shift NaN = the chunk's own maximum (two
 // passes), otherwise a given upper bound of x (one pass).
 template <bool JAC>
@@ -278,6 +336,8 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
   *cmax = (double)cm;
   *xmax = (double)cm;
   if (!(cm > NEG_INF)) return;
+  constexpr bool J1 = JAC && !JSPLIT;  // Jacobian sums in this sweep
+  alignas(64) T eb[JAC && JSPLIT ? CH : 1];  // exp(x - cm) of the chunk, for the others
   Acc Z, S[M], O[M];
   vT P[M], EA[M], GA[M][M], H[M], HA[M][M];
   vT bZ = zero, bS[M], bO[M], mx = zero + NEG_INF;
@@ -300,6 +360,7 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
       else for (int64_t l = 0; j + l < L; ++l) R.xo[j + l] = x[l];
     }
     vT e = vexp(x - cm);
+    if constexpr (JAC && JSPLIT) st(eb + j, e);
     bZ += e;
     vT eg[M], eh[M];
     Mask A[M];
@@ -312,7 +373,7 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
         eh[i] = e * vmax(d[i] - R.k[i], zero);
         bO[i] += eh[i];
       }
-      if constexpr (JAC) {
+      if constexpr (J1) {
         P[i] = madd(P[i], gt(zero, d[i]), e);  // unpaid: d < 0
         A[i] = gt(d[i], zero);
         if constexpr (CAPS) {
@@ -322,7 +383,7 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
         EA[i] = madd(EA[i], A[i], e);
       }
     }
-    if constexpr (JAC) {
+    if constexpr (J1) {
       for (int i = 0; i < M; ++i)
         for (int jj = 0; jj < M; ++jj) {
           if (jj == i) continue;
@@ -331,6 +392,9 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
         }
     }
   }
+  if constexpr (JAC && JSPLIT)
+    for (int64_t b0 = 0; b0 < L; b0 += JB)
+      jac_block(R, b0, b0 + JB < L ? b0 + JB : L, L, eb, P, EA, H, GA, HA);
   if (shift == shift) *xmax = (double)hmax(mx);
   Z.add(bZ);
   for (int i = 0; i < M; ++i) { S[i].add(bS[i]); O[i].add(bO[i]); }
