@@ -218,12 +218,29 @@ struct FlushDenormals {
 #endif
 };
 
-// Load W actions from p + j, padding past L with `pad`.
+// Load W actions from p + j, padding past L with `pad`. The element loop of the tail becomes
+// a memcpy call, and a call inside a loop clobbers every vector register (all caller-saved):
+// GCC then kept the loop's accumulators on the stack. So the sweeps run TAIL = false over the
+// full vectors (a plain load) and TAIL = true at most once, for the last partial one.
+template <bool TAIL = true>
 static inline vT ldpad(const T* p, int64_t j, int64_t L, T pad) {
-  if (j + W <= L) return ld(p + j);
+  if (!TAIL || j + W <= L) return ld(p + j);
   vT v = (vT){} + pad;
   for (int64_t l = 0; j + l < L; ++l) v[l] = p[j + l];
   return v;
+}
+// Store W actions at p + j, those before L only.
+template <bool TAIL = true>
+static inline void stpart(T* p, int64_t j, int64_t L, vT x) {
+  if (!TAIL || j + W <= L) st(p + j, x);
+  else for (int64_t l = 0; j + l < L; ++l) p[j + l] = x[l];
+}
+// for (j = a; j < b; j += W) f(j, TAIL) with TAIL = false where j + W <= b.
+template <class F>
+static inline void sweep(int64_t a, int64_t b, F&& f) {
+  int64_t j = a;
+  for (; j + W <= b; j += W) f(j, std::false_type{});
+  if (j < b) f(j, std::true_type{});
 }
 
 struct Row {
@@ -250,10 +267,11 @@ static inline Row row(const T* u, const T* v, int64_t n, int64_t b, int64_t a0,
 
 // Log-weights x = v / beta + sum_i tau_i of W actions, with d_i = u_i / beta - gamma_i and
 // tau_i = clip(d_i, 0, kappa_i).
+template <bool TAIL = true>
 static inline vT logw(const Row& R, int64_t j, int64_t L, vT* d, vT* tau) {
-  vT x = ldpad(R.v, j, L, NEG_INF) * R.ib;
+  vT x = ldpad<TAIL>(R.v, j, L, NEG_INF) * R.ib;
   for (int i = 0; i < M; ++i) {
-    d[i] = ldpad(R.u[i], j, L, (T)0) * R.ib - R.g[i];
+    d[i] = ldpad<TAIL>(R.u[i], j, L, (T)0) * R.ib - R.g[i];
     tau[i] = vmax(d[i], (vT){});
     if constexpr (CAPS) tau[i] = vmin(tau[i], R.k[i]);
     x += tau[i];
@@ -264,49 +282,49 @@ static inline vT logw(const Row& R, int64_t j, int64_t L, vT* d, vT* tau) {
 // Without mask registers (AVX2 and older) the 2 m^2 + 2 m Jacobian sums of the fused sweep
 // need about 25 accumulators for m = 4, against 16 vector registers: GCC spilled most of them
 // (and the loop's constants) to the stack on every vector. There the sweep over the
-// utilities only stores exp(x - shift) of its chunk in a buffer, and the Jacobian sums come
-// from two sweeps per block of JB actions (in L1): the first forms P, E[A] (and H), stores the
-// 0/1 masks A_j and e g_i (and e h_i), the second sums the cross moments E[g_i A_j] (and
-// E[h_i A_j]) from them with only those accumulators live. Per lane the sums are taken in the
-// same order as in the fused sweep. With AVX-512's 32 registers and mask registers the fused
-// sweep is faster.
-constexpr int64_t JB = 256;  // actions per block of the Jacobian sweeps (a multiple of W)
+// utilities stores e = exp(x - shift), d_i, e g_i (and e h_i) of each block of JB actions in
+// L1-resident buffers, and the Jacobian sums come from two sweeps over the block: the first
+// forms P, E[A] (and H) and stores the 0/1 masks A_j, the second sums the cross moments
+// E[g_i A_j] (and E[h_i A_j]) with only those accumulators live. Per lane every sum is taken
+// in the same order as in the fused sweep. With AVX-512's 32 registers and mask registers the
+// fused sweep is faster.
+constexpr int64_t JB = 256;  // actions per block (a multiple of BL * W)
 #if defined(__AVX512F__)
 constexpr bool JSPLIT = false;
-static inline void jac_block(const Row&, int64_t, int64_t, int64_t, const T*, vT*, vT*, vT*,
-                             vT (*)[M], vT (*)[M]) {}
 #else
 constexpr bool JSPLIT = true;
+#endif
+struct JacBuf {
+  alignas(64) T e[JSPLIT ? JB : 1];
+  alignas(64) T d[JSPLIT ? M : 1][JSPLIT ? JB : 1];
+  alignas(64) T g[JSPLIT ? M : 1][JSPLIT ? JB : 1];  // e g_i
+  alignas(64) T h[JSPLIT && CAPS ? M : 1][JSPLIT ? JB : 1];  // e h_i
+  alignas(64) T a[JSPLIT ? M : 1][JSPLIT ? JB : 1];  // A_i as 0 / 1
+};
 
-// The Jacobian sums of actions [b0, b1) of a chunk of L from its stored weights eb.
-static inline void jac_block(const Row& R, int64_t b0, int64_t b1, int64_t L, const T* eb,
-                             vT* P, vT* EA, vT* H, vT (*GA)[M], vT (*HA)[M]) {
+#if !defined(__AVX512F__)
+// The Jacobian sums of the nb actions of a block from its buffers.
+static inline void jac_block(const Row& R, int64_t nb, JacBuf& B, vT* P, vT* EA, vT* H,
+                             vT (*GA)[M], vT (*HA)[M]) {
   const vT zero = (vT){};
-  alignas(64) T ab[M][JB], gb[M][JB], hb[CAPS ? M : 1][JB];
-  auto first = [&](int64_t j, auto tail) {
-    vT e = ld(eb + j);
+  for (int64_t o = 0; o < nb; o += W) {
+    vT e = ld(B.e + o);
     for (int i = 0; i < M; ++i) {
-      vT ui = decltype(tail)::value ? ldpad(R.u[i], j, L, (T)0) : ld(R.u[i] + j);
-      vT d = ui * R.ib - R.g[i];
+      vT d = ld(B.d[i] + o);
       P[i] = madd(P[i], gt(zero, d), e);  // unpaid: d < 0
       Mask A = gt(d, zero);
       if constexpr (CAPS) {
         A = mand(A, gt(R.k[i], d));
         H[i] = madd(H[i], gt(d, R.k[i]), e);
-        st(hb[i] + (j - b0), e * vmax(d - R.k[i], zero));
       }
       EA[i] = madd(EA[i], A, e);
-      st(ab[i] + (j - b0), A);
-      st(gb[i] + (j - b0), e * vmax(zero - d, zero));  // e g_i, g_i = (gamma_i - r_i)_+
+      st(B.a[i] + o, A);
     }
-  };
-  int64_t j = b0;
-  for (; j + W <= b1; j += W) first(j, std::false_type{});
-  if (j < b1) first(j, std::true_type{});
+  }
   auto cross = [&](const T (*src)[JB], vT (*acc)[M]) {
-    for (int64_t o = 0; o < b1 - b0; o += W) {
+    for (int64_t o = 0; o < nb; o += W) {
       vT A[M];
-      for (int jj = 0; jj < M; ++jj) A[jj] = ld(ab[jj] + o);
+      for (int jj = 0; jj < M; ++jj) A[jj] = ld(B.a[jj] + o);
       for (int i = 0; i < M; ++i) {
         vT x = ld(src[i] + o);
         for (int jj = 0; jj < M; ++jj)
@@ -314,9 +332,12 @@ static inline void jac_block(const Row& R, int64_t b0, int64_t b1, int64_t L, co
       }
     }
   };
-  cross(gb, GA);
-  if constexpr (CAPS) cross(hb, HA);
+  cross(B.g, GA);
+  if constexpr (CAPS) cross(B.h, HA);
 }
+#else
+static inline void jac_block(const Row&, int64_t, JacBuf&, vT*, vT*, vT*, vT (*)[M],
+                             vT (*)[M]) {}
 #endif
 
 // Moments of one chunk relative to exp(shift); shift NaN = the chunk's own maximum (two
@@ -330,14 +351,16 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
   T cm = shift;
   if (!(shift == shift)) {
     vT mx = zero + NEG_INF;
-    for (int64_t j = 0; j < L; j += W) mx = vmax(mx, logw(R, j, L, d, tau));
+    sweep(0, L, [&](int64_t j, auto tail) {
+      mx = vmax(mx, logw<decltype(tail)::value>(R, j, L, d, tau));
+    });
     cm = hmax(mx);
   }
   *cmax = (double)cm;
   *xmax = (double)cm;
   if (!(cm > NEG_INF)) return;
   constexpr bool J1 = JAC && !JSPLIT;  // Jacobian sums in this sweep
-  alignas(64) T eb[JAC && JSPLIT ? CH : 1];  // exp(x - cm) of the chunk, for the others
+  JacBuf jb;
   Acc Z, S[M], O[M];
   vT P[M], EA[M], GA[M][M], H[M], HA[M][M];
   vT bZ = zero, bS[M], bO[M], mx = zero + NEG_INF;
@@ -345,7 +368,10 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
     P[i] = zero; EA[i] = zero; H[i] = zero; bS[i] = zero; bO[i] = zero;
     for (int j = 0; j < M; ++j) { GA[i][j] = zero; HA[i][j] = zero; }
   }
-  for (int64_t j = 0; j < L; j += W) {
+  for (int64_t b0 = 0; b0 < L; b0 += JB) {
+  const int64_t b1 = b0 + JB < L ? b0 + JB : L;
+  sweep(b0, b1, [&](int64_t j, auto tail) {
+    constexpr bool TAIL = decltype(tail)::value;
     if (j % (BL * W) == 0 && j > 0) {
       Z.add(bZ); bZ = zero;
       for (int i = 0; i < M; ++i) {
@@ -353,14 +379,11 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
         if constexpr (CAPS) { O[i].add(bO[i]); bO[i] = zero; }
       }
     }
-    vT x = logw(R, j, L, d, tau);
+    vT x = logw<TAIL>(R, j, L, d, tau);
     mx = vmax(mx, x);
-    if (R.xo) {
-      if (j + W <= L) st(R.xo + j, x);
-      else for (int64_t l = 0; j + l < L; ++l) R.xo[j + l] = x[l];
-    }
+    if (R.xo) stpart<TAIL>(R.xo, j, L, x);
     vT e = vexp(x - cm);
-    if constexpr (JAC && JSPLIT) st(eb + j, e);
+    if constexpr (JAC && JSPLIT) st(jb.e + (j - b0), e);
     bZ += e;
     vT eg[M], eh[M];
     Mask A[M];
@@ -372,6 +395,11 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
       if constexpr (CAPS) {
         eh[i] = e * vmax(d[i] - R.k[i], zero);
         bO[i] += eh[i];
+      }
+      if constexpr (JAC && JSPLIT) {
+        st(jb.d[i] + (j - b0), d[i]);
+        st(jb.g[i] + (j - b0), eg[i]);
+        if constexpr (CAPS) st(jb.h[i] + (j - b0), eh[i]);
       }
       if constexpr (J1) {
         P[i] = madd(P[i], gt(zero, d[i]), e);  // unpaid: d < 0
@@ -391,10 +419,9 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
           if constexpr (CAPS) HA[i][jj] = madd(HA[i][jj], A[jj], eh[i]);
         }
     }
+  });
+    if constexpr (JAC && JSPLIT) jac_block(R, b1 - b0, jb, P, EA, H, GA, HA);
   }
-  if constexpr (JAC && JSPLIT)
-    for (int64_t b0 = 0; b0 < L; b0 += JB)
-      jac_block(R, b0, b0 + JB < L ? b0 + JB : L, L, eb, P, EA, H, GA, HA);
   if (shift == shift) *xmax = (double)hmax(mx);
   Z.add(bZ);
   for (int i = 0; i < M; ++i) { S[i].add(bS[i]); O[i].add(bO[i]); }
