@@ -869,12 +869,13 @@ int cg_setup(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, 
       const vT zero = (vT){};
       vT mx = zero + NEG_INF;
       vI masked = (vI){}, badv = (vI){};
-      for (int64_t j = 0; j < L; j += W) {
-        vT vv = ldpad(Rw.v, j, L, NEG_INF);
-        if (j + W <= L) masked |= vv == NEG_INF;
+      sweep(0, L, [&](int64_t j, auto tail) {
+        constexpr bool TAIL = decltype(tail)::value;
+        vT vv = ldpad<TAIL>(Rw.v, j, L, NEG_INF);
+        if (!TAIL) masked |= vv == NEG_INF;
         badv |= (vv != vv) | (vv == POS_INF);
         mx = vmax(mx, vv * Rw.ib);
-      }
+      });
       bool any_masked = L % W != 0;
       for (int l = 0; l < W; ++l) any_masked = any_masked || masked[l] != 0;
       T cm = hmax(mx);
@@ -893,19 +894,20 @@ int cg_setup(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, 
           }
         for (int l = 0; l < W; ++l) any_nf |= nf[l] != 0;
       } else {
-        auto sweep = [&](auto masked_tag) {
+        auto pass = [&](auto masked_tag) {
           constexpr bool MASKED = decltype(masked_tag)::value;
-          for (int64_t j = 0; j < L; j += W) {
+          sweep(0, L, [&](int64_t j, auto tail) {
+            constexpr bool TAIL = decltype(tail)::value;
             if (j % (BL * W) == 0 && j > 0) {
               Z.add(bZ); bZ = zero;
               for (int i = 0; i < M; ++i) { EU[i].add(bE[i]); bE[i] = zero; }
             }
-            vT nu = ldpad(Rw.v, j, L, NEG_INF) * Rw.ib;
+            vT nu = ldpad<TAIL>(Rw.v, j, L, NEG_INF) * Rw.ib;
             vT e = vexp(nu - cm);
             vI ok = nu > NEG_INF;
             bZ += e;
             for (int i = 0; i < M; ++i) {
-              vT ui = ldpad(Rw.u[i], j, L, (T)0);
+              vT ui = ldpad<TAIL>(Rw.u[i], j, L, (T)0);
               bE[i] += e * ui;  // NaN or infinite if u is (0 * inf = NaN where e = 0)
               if constexpr (MASKED) {
                 lo[i] = vmin(lo[i], ok ? ui : zero + POS_INF);
@@ -915,10 +917,10 @@ int cg_setup(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, 
                 hi[i] = vmax(hi[i], ui);
               }
             }
-          }
+          });
         };
-        if (any_masked) sweep(std::true_type{});
-        else sweep(std::false_type{});
+        if (any_masked) pass(std::true_type{});
+        else pass(std::false_type{});
       }
       Z.add(bZ);
       for (int i = 0; i < M; ++i) {
@@ -968,11 +970,10 @@ int cg_policy(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows,
     Row Rw = row(u, v, n, rows[r], a0, gamma + r * M, CAPS ? kappa + r * M : nullptr, ib[r]);
     vT d[M], tau[M];
     T* o = out + r * n + a0;
-    for (int64_t j = 0; j < L; j += W) {
-      vT x = logw(Rw, j, L, d, tau) - lse[r];
-      if (j + W <= L) st(o + j, x);
-      else for (int64_t l = 0; j + l < L; ++l) o[j + l] = x[l];
-    }
+    sweep(0, L, [&](int64_t j, auto tail) {
+      constexpr bool TAIL = decltype(tail)::value;
+      stpart<TAIL>(o, j, L, logw<TAIL>(Rw, j, L, d, tau) - lse[r]);
+    });
   }
   return 0;
 }
