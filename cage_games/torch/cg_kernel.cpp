@@ -73,8 +73,31 @@ constexpr T EXP_LO = sizeof(T) == 4 ? (T)-87.0 : (T)-708.0;
 
 static inline vT ld(const T* p) { vT v; std::memcpy(&v, p, sizeof v); return v; }
 static inline void st(T* p, vT v) { std::memcpy(p, &v, sizeof v); }
-static inline vT vmax(vT a, vT b) { return a > b ? a : b; }
-static inline vT vmin(vT a, vT b) { return a < b ? a : b; }
+// a > b ? a : b and a < b ? a : b: exactly what vmaxps / vminps compute (the second operand
+// where either is NaN), one instruction, where GCC made a compare and a blend or an and of
+// the generic form.
+static inline vT vmax(vT a, vT b) {
+#if CG_VB == 32
+  if constexpr (sizeof(T) == 4) return (vT)_mm256_max_ps((__m256)a, (__m256)b);
+  else return (vT)_mm256_max_pd((__m256d)a, (__m256d)b);
+#elif CG_VB == 64
+  if constexpr (sizeof(T) == 4) return (vT)_mm512_max_ps((__m512)a, (__m512)b);
+  else return (vT)_mm512_max_pd((__m512d)a, (__m512d)b);
+#else
+  return a > b ? a : b;
+#endif
+}
+static inline vT vmin(vT a, vT b) {
+#if CG_VB == 32
+  if constexpr (sizeof(T) == 4) return (vT)_mm256_min_ps((__m256)a, (__m256)b);
+  else return (vT)_mm256_min_pd((__m256d)a, (__m256d)b);
+#elif CG_VB == 64
+  if constexpr (sizeof(T) == 4) return (vT)_mm512_min_ps((__m512)a, (__m512)b);
+  else return (vT)_mm512_min_pd((__m512d)a, (__m512d)b);
+#else
+  return a < b ? a : b;
+#endif
+}
 static inline T hsumT(vT a) {
   T s = 0;
   for (int l = 0; l < W; ++l) s += a[l];
@@ -138,7 +161,7 @@ static inline vT vexp(vT x) {
 #endif
   if constexpr (sizeof(T) == 4) {
     vI ok = x > EXP_LO;
-    x = x < (T)-100 ? zero - (T)100 : x;
+    x = vmax(x, zero - (T)100);  // (NaN -> -100: masked by ok all the same)
     // n = round(x / ln 2) by the 1.5 * 2^23 trick; its integer is in the low mantissa bits
     vT big = x * (T)1.44269504088896341 + (T)12582912.0;
     vT n = big - (T)12582912.0;
@@ -159,7 +182,7 @@ static inline vT vexp(vT x) {
     return ok ? p * s : zero;
   } else {
     vI ok = x > EXP_LO;
-    x = x < (T)-740 ? zero - (T)740 : x;
+    x = vmax(x, zero - (T)740);
     vT big = x * (T)1.4426950408889634 + (T)6755399441055744.0;  // 1.5 * 2^52
     vT n = big - (T)6755399441055744.0;
     vT r = x - n * (T)6.93147180369123816490e-01;
@@ -369,57 +392,57 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
     for (int j = 0; j < M; ++j) { GA[i][j] = zero; HA[i][j] = zero; }
   }
   for (int64_t b0 = 0; b0 < L; b0 += JB) {
-  const int64_t b1 = b0 + JB < L ? b0 + JB : L;
-  sweep(b0, b1, [&](int64_t j, auto tail) {
-    constexpr bool TAIL = decltype(tail)::value;
-    if (j % (BL * W) == 0 && j > 0) {
-      Z.add(bZ); bZ = zero;
+    const int64_t b1 = b0 + JB < L ? b0 + JB : L;
+    sweep(b0, b1, [&](int64_t j, auto tail) {
+      constexpr bool TAIL = decltype(tail)::value;
+      if (j % (BL * W) == 0 && j > 0) {
+        Z.add(bZ); bZ = zero;
+        for (int i = 0; i < M; ++i) {
+          S[i].add(bS[i]); bS[i] = zero;
+          if constexpr (CAPS) { O[i].add(bO[i]); bO[i] = zero; }
+        }
+      }
+      vT x = logw<TAIL>(R, j, L, d, tau);
+      mx = vmax(mx, x);
+      if (R.xo) stpart<TAIL>(R.xo, j, L, x);
+      vT e = vexp(x - cm);
+      if constexpr (JAC && JSPLIT) st(jb.e + (j - b0), e);
+      bZ += e;
+      vT eg[M], eh[M];
+      Mask A[M];
       for (int i = 0; i < M; ++i) {
-        S[i].add(bS[i]); bS[i] = zero;
-        if constexpr (CAPS) { O[i].add(bO[i]); bO[i] = zero; }
-      }
-    }
-    vT x = logw<TAIL>(R, j, L, d, tau);
-    mx = vmax(mx, x);
-    if (R.xo) stpart<TAIL>(R.xo, j, L, x);
-    vT e = vexp(x - cm);
-    if constexpr (JAC && JSPLIT) st(jb.e + (j - b0), e);
-    bZ += e;
-    vT eg[M], eh[M];
-    Mask A[M];
-    for (int i = 0; i < M; ++i) {
-      // g = (gamma_i - r_i)_+ = tau_i - d_i when uncapped
-      vT g = CAPS ? vmax(zero - d[i], zero) : tau[i] - d[i];
-      eg[i] = e * g;
-      bS[i] += eg[i];
-      if constexpr (CAPS) {
-        eh[i] = e * vmax(d[i] - R.k[i], zero);
-        bO[i] += eh[i];
-      }
-      if constexpr (JAC && JSPLIT) {
-        st(jb.d[i] + (j - b0), d[i]);
-        st(jb.g[i] + (j - b0), eg[i]);
-        if constexpr (CAPS) st(jb.h[i] + (j - b0), eh[i]);
+        // g = (gamma_i - r_i)_+ = tau_i - d_i when uncapped
+        vT g = CAPS ? vmax(zero - d[i], zero) : tau[i] - d[i];
+        eg[i] = e * g;
+        bS[i] += eg[i];
+        if constexpr (CAPS) {
+          eh[i] = e * vmax(d[i] - R.k[i], zero);
+          bO[i] += eh[i];
+        }
+        if constexpr (JAC && JSPLIT) {
+          st(jb.d[i] + (j - b0), d[i]);
+          st(jb.g[i] + (j - b0), eg[i]);
+          if constexpr (CAPS) st(jb.h[i] + (j - b0), eh[i]);
+        }
+        if constexpr (J1) {
+          P[i] = madd(P[i], gt(zero, d[i]), e);  // unpaid: d < 0
+          A[i] = gt(d[i], zero);
+          if constexpr (CAPS) {
+            A[i] = mand(A[i], gt(R.k[i], d[i]));
+            H[i] = madd(H[i], gt(d[i], R.k[i]), e);
+          }
+          EA[i] = madd(EA[i], A[i], e);
+        }
       }
       if constexpr (J1) {
-        P[i] = madd(P[i], gt(zero, d[i]), e);  // unpaid: d < 0
-        A[i] = gt(d[i], zero);
-        if constexpr (CAPS) {
-          A[i] = mand(A[i], gt(R.k[i], d[i]));
-          H[i] = madd(H[i], gt(d[i], R.k[i]), e);
-        }
-        EA[i] = madd(EA[i], A[i], e);
+        for (int i = 0; i < M; ++i)
+          for (int jj = 0; jj < M; ++jj) {
+            if (jj == i) continue;
+            GA[i][jj] = madd(GA[i][jj], A[jj], eg[i]);
+            if constexpr (CAPS) HA[i][jj] = madd(HA[i][jj], A[jj], eh[i]);
+          }
       }
-    }
-    if constexpr (J1) {
-      for (int i = 0; i < M; ++i)
-        for (int jj = 0; jj < M; ++jj) {
-          if (jj == i) continue;
-          GA[i][jj] = madd(GA[i][jj], A[jj], eg[i]);
-          if constexpr (CAPS) HA[i][jj] = madd(HA[i][jj], A[jj], eh[i]);
-        }
-    }
-  });
+    });
     if constexpr (JAC && JSPLIT) jac_block(R, b1 - b0, jb, P, EA, H, GA, HA);
   }
   if (shift == shift) *xmax = (double)hmax(mx);
