@@ -327,13 +327,22 @@ struct JacBuf {
 
 #if !defined(__AVX512F__)
 // The Jacobian sums of the nb actions of a block from its buffers.
-static inline void jac_block(const Row& R, int64_t nb, JacBuf& B, vT* P, vT* EA, vT* H,
-                             vT (*GA)[M], vT (*HA)[M]) {
+static inline void jac_block(const Row& R, int64_t b0, int64_t nb, JacBuf& B, Acc* S, vT* bS,
+                             vT* P, vT* EA, vT* H, vT (*GA)[M], vT (*HA)[M]) {
   const vT zero = (vT){};
   for (int64_t o = 0; o < nb; o += W) {
     vT e = ld(B.e + o);
+    if constexpr (!CAPS)
+      if ((b0 + o) % (BL * W) == 0 && b0 + o > 0)
+        for (int i = 0; i < M; ++i) { S[i].add(bS[i]); bS[i] = zero; }
     for (int i = 0; i < M; ++i) {
       vT d = ld(B.d[i] + o);
+      if constexpr (!CAPS) {
+        // e g_i and S_i here, not in the utility sweep (fewer registers live there)
+        vT eg = e * vmax(zero - d, zero);
+        bS[i] += eg;
+        st(B.g[i] + o, eg);
+      }
       P[i] = madd(P[i], gt(zero, d), e);  // unpaid: d < 0
       Mask A = gt(d, zero);
       if constexpr (CAPS) {
@@ -359,8 +368,8 @@ static inline void jac_block(const Row& R, int64_t nb, JacBuf& B, vT* P, vT* EA,
   if constexpr (CAPS) cross(B.h, HA);
 }
 #else
-static inline void jac_block(const Row&, int64_t, JacBuf&, vT*, vT*, vT*, vT (*)[M],
-                             vT (*)[M]) {}
+static inline void jac_block(const Row&, int64_t, int64_t, JacBuf&, Acc*, vT*, vT*, vT*, vT*,
+                             vT (*)[M], vT (*)[M]) {}
 #endif
 
 // Moments of one chunk relative to exp(shift); shift NaN = the chunk's own maximum (two
@@ -383,6 +392,7 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
   *xmax = (double)cm;
   if (!(cm > NEG_INF)) return;
   constexpr bool J1 = JAC && !JSPLIT;  // Jacobian sums in this sweep
+  constexpr bool SJ = JAC && JSPLIT && !CAPS;  // S_i summed in the Jacobian sweep
   JacBuf jb;
   Acc Z, S[M], O[M];
   vT P[M], EA[M], GA[M][M], H[M], HA[M][M];
@@ -398,7 +408,7 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
       if (j % (BL * W) == 0 && j > 0) {
         Z.add(bZ); bZ = zero;
         for (int i = 0; i < M; ++i) {
-          S[i].add(bS[i]); bS[i] = zero;
+          if constexpr (!SJ) { S[i].add(bS[i]); bS[i] = zero; }
           if constexpr (CAPS) { O[i].add(bO[i]); bO[i] = zero; }
         }
       }
@@ -414,14 +424,14 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
         // g = (gamma_i - r_i)_+ = tau_i - d_i when uncapped
         vT g = CAPS ? vmax(zero - d[i], zero) : tau[i] - d[i];
         eg[i] = e * g;
-        bS[i] += eg[i];
+        if constexpr (!SJ) bS[i] += eg[i];
         if constexpr (CAPS) {
           eh[i] = e * vmax(d[i] - R.k[i], zero);
           bO[i] += eh[i];
         }
         if constexpr (JAC && JSPLIT) {
           st(jb.d[i] + (j - b0), d[i]);
-          st(jb.g[i] + (j - b0), eg[i]);
+          if constexpr (!SJ) st(jb.g[i] + (j - b0), eg[i]);
           if constexpr (CAPS) st(jb.h[i] + (j - b0), eh[i]);
         }
         if constexpr (J1) {
@@ -443,7 +453,7 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
           }
       }
     });
-    if constexpr (JAC && JSPLIT) jac_block(R, b1 - b0, jb, P, EA, H, GA, HA);
+    if constexpr (JAC && JSPLIT) jac_block(R, b0, b1 - b0, jb, S, bS, P, EA, H, GA, HA);
   }
   if (shift == shift) *xmax = (double)hmax(mx);
   Z.add(bZ);
