@@ -73,8 +73,31 @@ constexpr T EXP_LO = sizeof(T) == 4 ? (T)-87.0 : (T)-708.0;
 
 static inline vT ld(const T* p) { vT v; std::memcpy(&v, p, sizeof v); return v; }
 static inline void st(T* p, vT v) { std::memcpy(p, &v, sizeof v); }
-static inline vT vmax(vT a, vT b) { return a > b ? a : b; }
-static inline vT vmin(vT a, vT b) { return a < b ? a : b; }
+// a > b ? a : b and a < b ? a : b: exactly what vmaxps / vminps compute (the second operand
+// where either is NaN), one instruction, where GCC made a compare and a blend or an and of
+// the generic form.
+static inline vT vmax(vT a, vT b) {
+#if CG_VB == 32
+  if constexpr (sizeof(T) == 4) return (vT)_mm256_max_ps((__m256)a, (__m256)b);
+  else return (vT)_mm256_max_pd((__m256d)a, (__m256d)b);
+#elif CG_VB == 64
+  if constexpr (sizeof(T) == 4) return (vT)_mm512_max_ps((__m512)a, (__m512)b);
+  else return (vT)_mm512_max_pd((__m512d)a, (__m512d)b);
+#else
+  return a > b ? a : b;
+#endif
+}
+static inline vT vmin(vT a, vT b) {
+#if CG_VB == 32
+  if constexpr (sizeof(T) == 4) return (vT)_mm256_min_ps((__m256)a, (__m256)b);
+  else return (vT)_mm256_min_pd((__m256d)a, (__m256d)b);
+#elif CG_VB == 64
+  if constexpr (sizeof(T) == 4) return (vT)_mm512_min_ps((__m512)a, (__m512)b);
+  else return (vT)_mm512_min_pd((__m512d)a, (__m512d)b);
+#else
+  return a < b ? a : b;
+#endif
+}
 static inline T hsumT(vT a) {
   T s = 0;
   for (int l = 0; l < W; ++l) s += a[l];
@@ -138,7 +161,7 @@ static inline vT vexp(vT x) {
 #endif
   if constexpr (sizeof(T) == 4) {
     vI ok = x > EXP_LO;
-    x = x < (T)-100 ? zero - (T)100 : x;
+    x = vmax(x, zero - (T)100);  // (NaN -> -100: masked by ok all the same)
     // n = round(x / ln 2) by the 1.5 * 2^23 trick; its integer is in the low mantissa bits
     vT big = x * (T)1.44269504088896341 + (T)12582912.0;
     vT n = big - (T)12582912.0;
@@ -159,7 +182,7 @@ static inline vT vexp(vT x) {
     return ok ? p * s : zero;
   } else {
     vI ok = x > EXP_LO;
-    x = x < (T)-740 ? zero - (T)740 : x;
+    x = vmax(x, zero - (T)740);
     vT big = x * (T)1.4426950408889634 + (T)6755399441055744.0;  // 1.5 * 2^52
     vT n = big - (T)6755399441055744.0;
     vT r = x - n * (T)6.93147180369123816490e-01;
@@ -218,12 +241,29 @@ struct FlushDenormals {
 #endif
 };
 
-// Load W actions from p + j, padding past L with `pad`.
+// Load W actions from p + j, padding past L with `pad`. The element loop of the tail becomes
+// a memcpy call, and a call inside a loop clobbers every vector register (all caller-saved):
+// GCC then kept the loop's accumulators on the stack. So the sweeps run TAIL = false over the
+// full vectors (a plain load) and TAIL = true at most once, for the last partial one.
+template <bool TAIL = true>
 static inline vT ldpad(const T* p, int64_t j, int64_t L, T pad) {
-  if (j + W <= L) return ld(p + j);
+  if (!TAIL || j + W <= L) return ld(p + j);
   vT v = (vT){} + pad;
   for (int64_t l = 0; j + l < L; ++l) v[l] = p[j + l];
   return v;
+}
+// Store W actions at p + j, those before L only.
+template <bool TAIL = true>
+static inline void stpart(T* p, int64_t j, int64_t L, vT x) {
+  if (!TAIL || j + W <= L) st(p + j, x);
+  else for (int64_t l = 0; j + l < L; ++l) p[j + l] = x[l];
+}
+// for (j = a; j < b; j += W) f(j, TAIL) with TAIL = false where j + W <= b.
+template <class F>
+static inline void sweep(int64_t a, int64_t b, F&& f) {
+  int64_t j = a;
+  for (; j + W <= b; j += W) f(j, std::false_type{});
+  if (j < b) f(j, std::true_type{});
 }
 
 struct Row {
@@ -250,16 +290,87 @@ static inline Row row(const T* u, const T* v, int64_t n, int64_t b, int64_t a0,
 
 // Log-weights x = v / beta + sum_i tau_i of W actions, with d_i = u_i / beta - gamma_i and
 // tau_i = clip(d_i, 0, kappa_i).
+template <bool TAIL = true>
 static inline vT logw(const Row& R, int64_t j, int64_t L, vT* d, vT* tau) {
-  vT x = ldpad(R.v, j, L, NEG_INF) * R.ib;
+  vT x = ldpad<TAIL>(R.v, j, L, NEG_INF) * R.ib;
   for (int i = 0; i < M; ++i) {
-    d[i] = ldpad(R.u[i], j, L, (T)0) * R.ib - R.g[i];
+    d[i] = ldpad<TAIL>(R.u[i], j, L, (T)0) * R.ib - R.g[i];
     tau[i] = vmax(d[i], (vT){});
     if constexpr (CAPS) tau[i] = vmin(tau[i], R.k[i]);
     x += tau[i];
   }
   return x;
 }
+
+// Without mask registers (AVX2 and older) the 2 m^2 + 2 m Jacobian sums of the fused sweep
+// need about 25 accumulators for m = 4, against 16 vector registers: GCC spilled most of them
+// (and the loop's constants) to the stack on every vector. There the sweep over the
+// utilities stores e = exp(x - shift), d_i, e g_i (and e h_i) of each block of JB actions in
+// L1-resident buffers, and the Jacobian sums come from two sweeps over the block: the first
+// forms P, E[A] (and H) and stores the 0/1 masks A_j, the second sums the cross moments
+// E[g_i A_j] (and E[h_i A_j]) with only those accumulators live. Per lane every sum is taken
+// in the same order as in the fused sweep. With AVX-512's 32 registers and mask registers the
+// fused sweep is faster.
+constexpr int64_t JB = 256;  // actions per block (a multiple of BL * W)
+#if defined(__AVX512F__)
+constexpr bool JSPLIT = false;
+#else
+constexpr bool JSPLIT = true;
+#endif
+struct JacBuf {
+  alignas(64) T e[JSPLIT ? JB : 1];
+  alignas(64) T d[JSPLIT ? M : 1][JSPLIT ? JB : 1];
+  alignas(64) T g[JSPLIT ? M : 1][JSPLIT ? JB : 1];  // e g_i
+  alignas(64) T h[JSPLIT && CAPS ? M : 1][JSPLIT ? JB : 1];  // e h_i
+  alignas(64) T a[JSPLIT ? M : 1][JSPLIT ? JB : 1];  // A_i as 0 / 1
+};
+
+#if !defined(__AVX512F__)
+// The Jacobian sums of the nb actions of a block from its buffers.
+static inline void jac_block(const Row& R, int64_t b0, int64_t nb, JacBuf& B, Acc* S, vT* bS,
+                             vT* P, vT* EA, vT* H, vT (*GA)[M], vT (*HA)[M]) {
+  const vT zero = (vT){};
+  for (int64_t o = 0; o < nb; o += W) {
+    vT e = ld(B.e + o);
+    if constexpr (!CAPS)
+      if ((b0 + o) % (BL * W) == 0 && b0 + o > 0)
+        for (int i = 0; i < M; ++i) { S[i].add(bS[i]); bS[i] = zero; }
+    for (int i = 0; i < M; ++i) {
+      vT d = ld(B.d[i] + o);
+      if constexpr (!CAPS) {
+        // e g_i and S_i here, not in the utility sweep (fewer registers live there)
+        vT eg = e * vmax(zero - d, zero);
+        bS[i] += eg;
+        st(B.g[i] + o, eg);
+      }
+      P[i] = madd(P[i], gt(zero, d), e);  // unpaid: d < 0
+      Mask A = gt(d, zero);
+      if constexpr (CAPS) {
+        A = mand(A, gt(R.k[i], d));
+        H[i] = madd(H[i], gt(d, R.k[i]), e);
+      }
+      EA[i] = madd(EA[i], A, e);
+      st(B.a[i] + o, A);
+    }
+  }
+  auto cross = [&](const T (*src)[JB], vT (*acc)[M]) {
+    for (int64_t o = 0; o < nb; o += W) {
+      vT A[M];
+      for (int jj = 0; jj < M; ++jj) A[jj] = ld(B.a[jj] + o);
+      for (int i = 0; i < M; ++i) {
+        vT x = ld(src[i] + o);
+        for (int jj = 0; jj < M; ++jj)
+          if (jj != i) acc[i][jj] = madd(acc[i][jj], A[jj], x);
+      }
+    }
+  };
+  cross(B.g, GA);
+  if constexpr (CAPS) cross(B.h, HA);
+}
+#else
+static inline void jac_block(const Row&, int64_t, int64_t, JacBuf&, Acc*, vT*, vT*, vT*, vT*,
+                             vT (*)[M], vT (*)[M]) {}
+#endif
 
 // Moments of one chunk relative to exp(shift); shift NaN = the chunk's own maximum (two
 // passes), otherwise a given upper bound of x (one pass).
@@ -272,12 +383,17 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
   T cm = shift;
   if (!(shift == shift)) {
     vT mx = zero + NEG_INF;
-    for (int64_t j = 0; j < L; j += W) mx = vmax(mx, logw(R, j, L, d, tau));
+    sweep(0, L, [&](int64_t j, auto tail) {
+      mx = vmax(mx, logw<decltype(tail)::value>(R, j, L, d, tau));
+    });
     cm = hmax(mx);
   }
   *cmax = (double)cm;
   *xmax = (double)cm;
   if (!(cm > NEG_INF)) return;
+  constexpr bool J1 = JAC && !JSPLIT;  // Jacobian sums in this sweep
+  constexpr bool SJ = JAC && JSPLIT && !CAPS;  // S_i summed in the Jacobian sweep
+  JacBuf jb;
   Acc Z, S[M], O[M];
   vT P[M], EA[M], GA[M][M], H[M], HA[M][M];
   vT bZ = zero, bS[M], bO[M], mx = zero + NEG_INF;
@@ -285,51 +401,59 @@ static void eval_task(const Row& R, int64_t L, T shift, double* part, double* cm
     P[i] = zero; EA[i] = zero; H[i] = zero; bS[i] = zero; bO[i] = zero;
     for (int j = 0; j < M; ++j) { GA[i][j] = zero; HA[i][j] = zero; }
   }
-  for (int64_t j = 0; j < L; j += W) {
-    if (j % (BL * W) == 0 && j > 0) {
-      Z.add(bZ); bZ = zero;
+  for (int64_t b0 = 0; b0 < L; b0 += JB) {
+    const int64_t b1 = b0 + JB < L ? b0 + JB : L;
+    sweep(b0, b1, [&](int64_t j, auto tail) {
+      constexpr bool TAIL = decltype(tail)::value;
+      if (j % (BL * W) == 0 && j > 0) {
+        Z.add(bZ); bZ = zero;
+        for (int i = 0; i < M; ++i) {
+          if constexpr (!SJ) { S[i].add(bS[i]); bS[i] = zero; }
+          if constexpr (CAPS) { O[i].add(bO[i]); bO[i] = zero; }
+        }
+      }
+      vT x = logw<TAIL>(R, j, L, d, tau);
+      mx = vmax(mx, x);
+      if (R.xo) stpart<TAIL>(R.xo, j, L, x);
+      vT e = vexp(x - cm);
+      if constexpr (JAC && JSPLIT) st(jb.e + (j - b0), e);
+      bZ += e;
+      vT eg[M], eh[M];
+      Mask A[M];
       for (int i = 0; i < M; ++i) {
-        S[i].add(bS[i]); bS[i] = zero;
-        if constexpr (CAPS) { O[i].add(bO[i]); bO[i] = zero; }
-      }
-    }
-    vT x = logw(R, j, L, d, tau);
-    mx = vmax(mx, x);
-    if (R.xo) {
-      if (j + W <= L) st(R.xo + j, x);
-      else for (int64_t l = 0; j + l < L; ++l) R.xo[j + l] = x[l];
-    }
-    vT e = vexp(x - cm);
-    bZ += e;
-    vT eg[M], eh[M];
-    Mask A[M];
-    for (int i = 0; i < M; ++i) {
-      // g = (gamma_i - r_i)_+ = tau_i - d_i when uncapped
-      vT g = CAPS ? vmax(zero - d[i], zero) : tau[i] - d[i];
-      eg[i] = e * g;
-      bS[i] += eg[i];
-      if constexpr (CAPS) {
-        eh[i] = e * vmax(d[i] - R.k[i], zero);
-        bO[i] += eh[i];
-      }
-      if constexpr (JAC) {
-        P[i] = madd(P[i], gt(zero, d[i]), e);  // unpaid: d < 0
-        A[i] = gt(d[i], zero);
+        // g = (gamma_i - r_i)_+ = tau_i - d_i when uncapped
+        vT g = CAPS ? vmax(zero - d[i], zero) : tau[i] - d[i];
+        eg[i] = e * g;
+        if constexpr (!SJ) bS[i] += eg[i];
         if constexpr (CAPS) {
-          A[i] = mand(A[i], gt(R.k[i], d[i]));
-          H[i] = madd(H[i], gt(d[i], R.k[i]), e);
+          eh[i] = e * vmax(d[i] - R.k[i], zero);
+          bO[i] += eh[i];
         }
-        EA[i] = madd(EA[i], A[i], e);
+        if constexpr (JAC && JSPLIT) {
+          st(jb.d[i] + (j - b0), d[i]);
+          if constexpr (!SJ) st(jb.g[i] + (j - b0), eg[i]);
+          if constexpr (CAPS) st(jb.h[i] + (j - b0), eh[i]);
+        }
+        if constexpr (J1) {
+          P[i] = madd(P[i], gt(zero, d[i]), e);  // unpaid: d < 0
+          A[i] = gt(d[i], zero);
+          if constexpr (CAPS) {
+            A[i] = mand(A[i], gt(R.k[i], d[i]));
+            H[i] = madd(H[i], gt(d[i], R.k[i]), e);
+          }
+          EA[i] = madd(EA[i], A[i], e);
+        }
       }
-    }
-    if constexpr (JAC) {
-      for (int i = 0; i < M; ++i)
-        for (int jj = 0; jj < M; ++jj) {
-          if (jj == i) continue;
-          GA[i][jj] = madd(GA[i][jj], A[jj], eg[i]);
-          if constexpr (CAPS) HA[i][jj] = madd(HA[i][jj], A[jj], eh[i]);
-        }
-    }
+      if constexpr (J1) {
+        for (int i = 0; i < M; ++i)
+          for (int jj = 0; jj < M; ++jj) {
+            if (jj == i) continue;
+            GA[i][jj] = madd(GA[i][jj], A[jj], eg[i]);
+            if constexpr (CAPS) HA[i][jj] = madd(HA[i][jj], A[jj], eh[i]);
+          }
+      }
+    });
+    if constexpr (JAC && JSPLIT) jac_block(R, b0, b1 - b0, jb, S, bS, P, EA, H, GA, HA);
   }
   if (shift == shift) *xmax = (double)hmax(mx);
   Z.add(bZ);
@@ -778,12 +902,13 @@ int cg_setup(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, 
       const vT zero = (vT){};
       vT mx = zero + NEG_INF;
       vI masked = (vI){}, badv = (vI){};
-      for (int64_t j = 0; j < L; j += W) {
-        vT vv = ldpad(Rw.v, j, L, NEG_INF);
-        if (j + W <= L) masked |= vv == NEG_INF;
+      sweep(0, L, [&](int64_t j, auto tail) {
+        constexpr bool TAIL = decltype(tail)::value;
+        vT vv = ldpad<TAIL>(Rw.v, j, L, NEG_INF);
+        if (!TAIL) masked |= vv == NEG_INF;
         badv |= (vv != vv) | (vv == POS_INF);
         mx = vmax(mx, vv * Rw.ib);
-      }
+      });
       bool any_masked = L % W != 0;
       for (int l = 0; l < W; ++l) any_masked = any_masked || masked[l] != 0;
       T cm = hmax(mx);
@@ -802,19 +927,20 @@ int cg_setup(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, 
           }
         for (int l = 0; l < W; ++l) any_nf |= nf[l] != 0;
       } else {
-        auto sweep = [&](auto masked_tag) {
+        auto pass = [&](auto masked_tag) {
           constexpr bool MASKED = decltype(masked_tag)::value;
-          for (int64_t j = 0; j < L; j += W) {
+          sweep(0, L, [&](int64_t j, auto tail) {
+            constexpr bool TAIL = decltype(tail)::value;
             if (j % (BL * W) == 0 && j > 0) {
               Z.add(bZ); bZ = zero;
               for (int i = 0; i < M; ++i) { EU[i].add(bE[i]); bE[i] = zero; }
             }
-            vT nu = ldpad(Rw.v, j, L, NEG_INF) * Rw.ib;
+            vT nu = ldpad<TAIL>(Rw.v, j, L, NEG_INF) * Rw.ib;
             vT e = vexp(nu - cm);
             vI ok = nu > NEG_INF;
             bZ += e;
             for (int i = 0; i < M; ++i) {
-              vT ui = ldpad(Rw.u[i], j, L, (T)0);
+              vT ui = ldpad<TAIL>(Rw.u[i], j, L, (T)0);
               bE[i] += e * ui;  // NaN or infinite if u is (0 * inf = NaN where e = 0)
               if constexpr (MASKED) {
                 lo[i] = vmin(lo[i], ok ? ui : zero + POS_INF);
@@ -824,10 +950,10 @@ int cg_setup(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows, 
                 hi[i] = vmax(hi[i], ui);
               }
             }
-          }
+          });
         };
-        if (any_masked) sweep(std::true_type{});
-        else sweep(std::false_type{});
+        if (any_masked) pass(std::true_type{});
+        else pass(std::false_type{});
       }
       Z.add(bZ);
       for (int i = 0; i < M; ++i) {
@@ -877,11 +1003,10 @@ int cg_policy(const T* u, const T* v, int64_t n, int64_t R, const int64_t* rows,
     Row Rw = row(u, v, n, rows[r], a0, gamma + r * M, CAPS ? kappa + r * M : nullptr, ib[r]);
     vT d[M], tau[M];
     T* o = out + r * n + a0;
-    for (int64_t j = 0; j < L; j += W) {
-      vT x = logw(Rw, j, L, d, tau) - lse[r];
-      if (j + W <= L) st(o + j, x);
-      else for (int64_t l = 0; j + l < L; ++l) o[j + l] = x[l];
-    }
+    sweep(0, L, [&](int64_t j, auto tail) {
+      constexpr bool TAIL = decltype(tail)::value;
+      stpart<TAIL>(o, j, L, logw<TAIL>(Rw, j, L, d, tau) - lse[r]);
+    });
   }
   return 0;
 }
