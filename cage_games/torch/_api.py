@@ -423,17 +423,7 @@ def solve_batch(
             empty = data.vmax0 == -math.inf
         else:
             empty = vmax == -math.inf
-        any_v, any_empty, any_u = torch.stack([bad_v.any(), empty.any(), bad_u.any()]).tolist()
-        if any_v:
-            _check_finite(v, "v", allow_neg_inf=True)
-        if any_empty:
-            rows = empty.nonzero().squeeze(1)[:5].tolist()
-            raise ValueError(
-                f"mask (combined with v > -inf) excludes every action in rows {rows}: each game "
-                "needs at least one allowed action"
-            )
-        if any_u:
-            _check_finite(utilities, "utilities")
+        _raise_bad_values(v, utilities, empty, bad_v.any(), bad_u.any())
     tol_t = torch.full((B,), tol, dtype=dt, device=device)
     if default_tol:
         scale = torch.maximum(data.umax.abs(), data.umin.abs()).amax(-1) / bt.squeeze(-1)
@@ -461,11 +451,16 @@ def solve_batch(
 
 def _check_values(v: Tensor, utilities: Tensor, allowed: Tensor) -> None:
     """The value checks of :func:`solve_batch` with torch operations (a few host reads)."""
-    empty = ~allowed.any(-1)
-    bad_v, any_empty, bad_u = torch.stack([
-        ~(v.amax(-1) < math.inf).all(), empty.any(), ~torch.isfinite(utilities.sum(1)).all()
-    ]).tolist()  # fmt: skip
-    if bad_v:
+    bad_v = ~(v.amax(-1) < math.inf).all()
+    bad_u = ~torch.isfinite(utilities.sum(1)).all()
+    _raise_bad_values(v, utilities, ~allowed.any(-1), bad_v, bad_u)
+
+
+def _raise_bad_values(v: Tensor, utilities: Tensor, empty: Tensor, bad_v: Tensor, bad_u: Tensor
+                      ) -> None:
+    """One host read of three flags; then the error that names the problem, if any."""
+    any_v, any_empty, any_u = torch.stack([bad_v, empty.any(), bad_u]).tolist()
+    if any_v:
         _check_finite(v, "v", allow_neg_inf=True)
     if any_empty:
         rows = empty.nonzero().squeeze(1)[:5].tolist()
@@ -473,7 +468,7 @@ def _check_values(v: Tensor, utilities: Tensor, allowed: Tensor) -> None:
             f"mask (combined with v > -inf) excludes every action in rows {rows}: each game "
             "needs at least one allowed action"
         )
-    if bad_u:
+    if any_u:
         _check_finite(utilities, "utilities")
 
 
