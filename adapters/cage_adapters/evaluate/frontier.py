@@ -379,6 +379,12 @@ def summarize_dir(out_dir: str | os.PathLike[str], plots: bool = True) -> dict[s
     out = Path(out_dir)
     cfg = FrontierConfig(**json.loads((out / "config.json").read_text())["config"])
     cells = {p.stem: json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))}
+    return _write_results(out, cfg, cells, plots)
+
+
+def _write_results(out: Path, cfg: FrontierConfig, cells: dict[str, Any], plots: bool
+                   ) -> dict[str, Any]:
+    """Summarise ``cells`` and write ``results.json``, ``results.csv`` and the front plots."""
     results = summarize(cfg, cells)
     _write_json(out / "results.json", results)
     _write_csv(out / "results.csv", results)
@@ -520,12 +526,7 @@ def run_frontier(cfg: FrontierConfig, out_dir: str | os.PathLike[str], *, model:
             bar.set_postfix_str(key[:40])
     if bar is not None:
         bar.close()
-    results = summarize(cfg, cells)
-    _write_json(out / "results.json", results)
-    _write_csv(out / "results.csv", results)
-    if plots:
-        _plot(out, results)
-    return results
+    return _write_results(out, cfg, cells, plots)
 
 
 # -- aggregation ---------------------------------------------------------------------------------
