@@ -108,14 +108,17 @@ def test_prompted_objective_and_beams_on_smollm(smol):
     objs = [obj.PromptedObjective("Be warm and positive.", tok, model),
             obj.PromptedObjective("Be very brief.", tok, model)]
     for cls in (CageLogitsProcessor, LinearMixingProcessor):
-        proc = cls(objs, weights=[[1.0, 0.2], [0.2, 1.0]], target_kl=0.3, top_k=10)
+        # kl_budget="step": every step aims at the target itself (the default sequence budget
+        # moves each step's target by the KL spent so far, so single steps may differ)
+        proc = cls(objs, weights=[[1.0, 0.2], [0.2, 1.0]], target_kl=0.3, top_k=10,
+                   kl_budget="step")
         out = model.generate(**inputs, logits_processor=LogitsProcessorList([proc]),
                              num_beams=2, do_sample=False, max_new_tokens=10,
                              pad_token_id=tok.pad_token_id)
         assert out.shape[0] == 2
         kl = np.concatenate([r.kl[r.active & r.kl_reached] for r in proc.trace])
         assert kl.size and abs(np.median(kl) - 0.3) < 0.01
-        assert np.allclose(kl, 0.3, rtol=0.1)  # at most 3 refinements: best effort per step
+        assert np.allclose(kl, 0.3, rtol=0.1)  # the searches stop within 3%: best effort
 
 
 @pytest.mark.slow
