@@ -243,6 +243,11 @@ class CommonAgencyGame:
             raise ValueError(f"principal names must be unique, got {names}")
         object.__setattr__(self, "principals", tuple(named))
         if self.action_names is not None:
+            if isinstance(self.action_names, (str, bytes)):
+                raise TypeError(
+                    "action_names must be a sequence of strings, one per action, not one string "
+                    f"(got {self.action_names!r}; write e.g. ['a', 'b', 'c'])"
+                )
             labels = tuple(self.action_names)
             if len(labels) != n or not all(isinstance(s, str) for s in labels):
                 raise ValueError(f"action_names must be {n} strings, one per action")

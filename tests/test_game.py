@@ -90,3 +90,12 @@ def test_game_defaults():
     assert g.caps[0] == np.inf and g.caps[1] == 2.0 and g.has_caps
     assert g.utilities.shape == (2, 2)
     assert "principal_0" in repr(g)
+
+
+def test_action_names_as_one_string_is_an_error():
+    # a str is a sequence of characters: "abc" must not silently become three labels
+    agent = cg.Agent([0.0, 1.0, 2.0], beta=1.0)
+    with pytest.raises(TypeError, match="not one string"):
+        cg.CommonAgencyGame(agent, [cg.Principal([1.0, 0.0, 0.0])], action_names="abc")
+    game = cg.CommonAgencyGame(agent, [cg.Principal([1.0, 0.0, 0.0])], action_names=["a", "b", "c"])
+    assert game.action_names == ("a", "b", "c")
