@@ -651,7 +651,7 @@ def solve_batch_kl(
     if tgt is None:
         sol = solve(bt)
         return _with_kl(sol, lp, bt.reshape(B), None)
-    return _kl_search(solve, lp, utilities.to(dt), allowed, tgt, hint)
+    return _kl_search(solve, lp, u_dt, allowed, tgt, hint)
 
 
 def _kl_triton(
@@ -756,18 +756,18 @@ def _kl_search(solve, lp: Tensor, u: Tensor, allowed: Tensor, target: Tensor,
     ftar = torch.log(target)
     floor = torch.clamp_min(S.zero_rel * target, S.zero_eps * torch.finfo(lp.dtype).eps)
 
-    def fval(sol: BatchSolution, rows: Tensor | None = None) -> tuple[BatchSolution, Tensor]:
+    def fval(sol: BatchSolution, beta: Tensor, rows: Tensor | None = None
+             ) -> tuple[BatchSolution, Tensor]:
         lq, ft, fl = (lp, ftar, floor) if rows is None else (lp[rows], ftar[rows], floor[rows])
-        sol = _with_kl(sol, lq, sol.tol, None)
+        sol = _with_kl(sol, lq, beta, None)
         f = torch.where(sol.success, torch.log(torch.maximum(sol.kl, fl)) - ft, -60.0)
         return sol, f
 
-    best, f = fval(solve(torch.exp(-x).unsqueeze(-1)))
-    beta_best = torch.exp(-x)
+    best, f = fval(solve(torch.exp(-x).unsqueeze(-1)), torch.exp(-x))
     fbest = f.clone()
     nit = best.nit.clone()
     fields = {k: getattr(best, k).clone() for k in ("log_policy", "thresholds", "residual",
-                                                    "success", "tol", "kl")}  # fmt: skip
+                                                    "success", "tol", "kl", "beta")}  # fmt: skip
     nan = torch.full_like(f, math.nan)
     below = f < 0
     xa, fa = torch.where(below, x, nan), torch.where(below, f, nan)
@@ -787,13 +787,13 @@ def _kl_search(solve, lp: Tensor, u: Tensor, allowed: Tensor, target: Tensor,
         down = torch.maximum(xr - (fr / S.slope).clamp_min(S.min_step), x_lo[r])
         both = ~torch.isnan(far) & ~torch.isnan(fbr)
         xn = torch.where(both, xf, torch.where(fr < 0, up, down))
-        sol, fn = fval(solve(torch.exp(-xn).unsqueeze(-1), r), r)
+        beta_n = torch.exp(-xn)
+        sol, fn = fval(solve(beta_n.unsqueeze(-1), r), beta_n, r)
         nit[r] += sol.nit
         better = fn.abs() < fbest[r].abs()
         idx = r[better]
         for k in fields:
             fields[k][idx] = getattr(sol, k)[better]
-        beta_best[idx] = torch.exp(-xn[better])
         fbest[idx] = fn[better]
         bl = fn < 0
         sr = side[r]
@@ -811,7 +811,7 @@ def _kl_search(solve, lp: Tensor, u: Tensor, allowed: Tensor, target: Tensor,
     return BatchSolution(
         log_policy=fields["log_policy"], thresholds=fields["thresholds"],
         residual=fields["residual"], nit=nit, success=fields["success"], tol=fields["tol"],
-        mode=best.mode, backend=best.backend, beta=beta_best, kl=fields["kl"],
+        mode=best.mode, backend=best.backend, beta=fields["beta"], kl=fields["kl"],
         kl_reached=(fbest.abs() <= S.rtol) | (fbest > 0),
     )  # fmt: skip
 
