@@ -38,6 +38,17 @@ class _EveryOtherStep(obj.Objective):
         return r
 
 
+class _EverySixthStep(obj.Objective):
+    """A reward that varies on one step in six and ties on the others (a sparse reward, like
+    brevity's sentence ends)."""
+
+    def rewards(self, ctx):
+        r = (ctx.candidates % 7).float()
+        if len(ctx.generated_ids()[0]) % 6:
+            r = torch.zeros_like(r)
+        return r
+
+
 def _sparse(tok):
     return _EveryOtherStep(tok, "sparse")
 
@@ -68,6 +79,22 @@ def test_sequence_budget_carries_unspent_kl(tok, model, cls):
     # carried forward, the rows that can spend it reach the target per sequence
     assert seq.mean() > 1.5 * step.mean()
     np.testing.assert_allclose(seq, target, rtol=0.1)
+
+
+@pytest.mark.parametrize("cls", [CageLogitsProcessor, LinearMixingProcessor])
+def test_sequence_budget_has_no_per_step_cap(tok, model, cls):
+    # five steps in six cannot spend anything: the sixth must spend six steps' budget (an
+    # earlier cap at 4x the target per step left such rows a third short). 25 tokens: the
+    # last step (index 24) can spend, so no budget is left over at the end.
+    target = 0.1
+    proc = cls([_EverySixthStep(tok, "sparse6")], [1.0], target_kl=target, top_k=12)
+    seq = _generate(model, tok, proc, n=25)
+    # a row falls short only where a step could not reach its (carried) target: the reward's
+    # best candidates already held most of the mass, so no tilt could spend it all
+    saturated = ~np.stack([r.kl_reached for r in proc.trace]).all(0)
+    ok = np.isclose(seq, target, rtol=0.1)
+    assert (ok | saturated).all(), (seq, saturated)
+    assert ok.sum() >= 2, seq
 
 
 def test_default_strength_is_a_target_kl(tok):
