@@ -82,6 +82,35 @@ def test_zscore_over_valid_candidates_only():
     assert torch.equal(normalize_rewards(r, mask, "none")[0, :3], r[0, :3])
 
 
+@pytest.mark.parametrize("how", ["zscore", "center", "none", 0.5])
+def test_stacked_objectives_are_normalised_row_by_row(how):
+    gen = torch.Generator().manual_seed(0)
+    r = torch.randn(3, 4, 6, generator=gen)
+    r[1, 2] = 7.0  # a tie: zero after z-scoring
+    mask = torch.rand(3, 6, generator=gen) > 0.3
+    one = normalize_rewards(r, mask, how)
+    for i in range(4):
+        assert torch.allclose(one[:, i], normalize_rewards(r[:, i], mask, how), atol=1e-6)
+
+
+class _Spiky(obj.Objective):
+    """Finite rewards except on one candidate of row 0 (for the non-finite check)."""
+
+    def rewards(self, ctx):
+        r = ctx.candidates.float()
+        r[0, 1] = math.inf
+        return r
+
+
+def test_a_non_finite_token_reward_names_its_objective(tok, model):
+    fine = obj.Brevity(tok)
+    proc = CageLogitsProcessor([fine, _Spiky(tok, "spiky")], weights=[1.0, 1.0], top_k=4)
+    inp = _inputs(tok, ["Hi", "Hello"])
+    with pytest.raises(ValueError, match="objective 'spiky' returned a non-finite reward for 1 "
+                                         "candidates"):
+        proc(inp["input_ids"], _logits(model, inp))
+
+
 @pytest.mark.parametrize("bad", ["minmax", -1.0, 0.0, float("nan")])
 def test_bad_normalization_is_rejected(tok, bad):
     with pytest.raises(ValueError, match="normalize"):

@@ -483,12 +483,13 @@ class _GameProcessor(LogitsProcessor):
         best["kl_reached"] = reached
         return best
 
-    def _row_targets(self, rows: torch.Tensor, step: int) -> torch.Tensor:
-        """This step's KL target of each solved row (the sequence budget, module doc)."""
+    def _row_targets(self, step: int) -> torch.Tensor:
+        """This step's KL target of every row (the sequence budget, module doc)."""
         target = float(self.target_kl)  # type: ignore[arg-type]
-        if self.kl_budget == "step" or self._spent is None:
-            return torch.full((rows.numel(),), target, device=rows.device)
-        want = (step + 1) * target - self._spent[rows]
+        assert self._spent is not None
+        if self.kl_budget == "step":
+            return torch.full_like(self._spent, target)
+        want = (step + 1) * target - self._spent
         return want.clamp_min(target * _KL_FLOOR)
 
     def _clock(self, dev: torch.device) -> float:
@@ -530,35 +531,44 @@ class _GameProcessor(LogitsProcessor):
         t1 = self._clock(dev)
         if self._shared:
             ctx.shared = self._shared.run(ctx)
-        rs = []
+        raws = []
         for o in self.objectives:
             if first:
                 o.begin(ctx)
-            raw = o.rewards(ctx)
-            raw = torch.as_tensor(raw).to(dev, torch.float32)
+            raw = torch.as_tensor(o.rewards(ctx)).to(dev, torch.float32)
             if raw.shape != cand.shape:
                 raise ValueError(
                     f"objective {o.name!r} returned rewards of shape {tuple(raw.shape)}; "
                     f"expected {tuple(cand.shape)} (rows, candidates)"
                 )
-            bad = cmask & ~torch.isfinite(raw)
-            if bool(bad.any()):
-                raise ValueError(
-                    f"objective {o.name!r} returned a non-finite reward for "
-                    f"{int(bad.sum())} candidates; rewards must be finite numbers"
-                )
-            rs.append(normalize_rewards(raw, cmask, o.normalize))
-        r = torch.stack(rs, dim=1)  # (B, m, k)
+            raws.append(raw)
+        raw = torch.stack(raws, dim=1)  # (B, m, k)
+        bad = (cmask.unsqueeze(1) & ~torch.isfinite(raw)).sum(2)  # (B, m)
+        if bool(bad.any()):  # one check for all objectives; the message names the first
+            i = int(bad.sum(0).nonzero()[0])
+            raise ValueError(
+                f"objective {self.objectives[i].name!r} returned a non-finite reward for "
+                f"{int(bad[:, i].sum())} candidates; rewards must be finite numbers"
+            )
+        how = [o.normalize for o in self.objectives]
+        if all(h == how[0] for h in how):  # one normalisation for the whole stack
+            r = normalize_rewards(raw, cmask, how[0])
+        else:
+            r = torch.stack([normalize_rewards(raw[:, i], cmask, h) for i, h in enumerate(how)],
+                            dim=1)
         t2 = self._clock(dev)
 
         lp_c = torch.where(cmask, logp.gather(1, cand), torch.full_like(cand, -math.inf,
                                                                         dtype=torch.float32))
         logq = lp_c - torch.logsumexp(lp_c, dim=1, keepdim=True)  # p0 renormalised on C
-        rows = torch.nonzero(active & (cmask.sum(1) >= 2)).squeeze(1)
-        m = r.shape[1]
-        k = cand.shape[1]
-        out = torch.full_like(logits, -math.inf)
-        new = torch.where(cmask, logq, torch.full_like(logq, -math.inf))
+        solvable = active & (cmask.sum(1) >= 2)
+        rows = torch.nonzero(solvable).squeeze(1)
+        n = rows.numel()  # the step's one host read (generate reads its stop flags anyway)
+        m, k = r.shape[1], cand.shape[1]
+        neg_inf = torch.full_like(logq, -math.inf)
+        step = input_ids.shape[1] - self._prompt_len
+        # what rows without a game keep: the base policy on C, no payments, no KL
+        new = torch.where(cmask, logq, neg_inf)
         thr = torch.full((B, m), math.nan, device=dev)
         tra = torch.zeros((B, m, k), device=dev)
         res_ = torch.zeros(B, device=dev)
@@ -567,37 +577,51 @@ class _GameProcessor(LogitsProcessor):
         kl = torch.zeros(B, device=dev)
         beta_used = torch.full((B,), self.beta, device=dev)
         reached = torch.ones(B, dtype=torch.bool, device=dev)
-        if rows.numel():
-            u = w[rows].unsqueeze(2) * r[rows]
-            mk = cmask[rows]
-            lq = torch.where(mk, logq[rows], torch.zeros_like(logq[rows]))
+        if n:
+            full = n == B  # the usual step: every row solves, no gathering or scattering
+
+            def take(x: torch.Tensor) -> torch.Tensor:
+                return x if full else x.index_select(0, rows)
+
+            mk = take(cmask)
+            u = take(w).unsqueeze(2) * take(r)
+            lq_rows = take(logq)
+            lq = torch.where(mk, lq_rows, torch.zeros_like(lq_rows))
             if self.target_kl is None:
-                res = self._policy(lq, u, mk, torch.full((rows.numel(),), self.beta, device=dev))
-                res["kl_reached"] = torch.ones(rows.numel(), dtype=torch.bool, device=dev)
+                res = self._policy(lq, u, mk, torch.full((n,), self.beta, device=dev))
+                res["kl_reached"] = torch.ones(n, dtype=torch.bool, device=dev)
             else:
-                step = input_ids.shape[1] - self._prompt_len
-                hint = None if self._beta_prev is None else self._beta_prev[rows]
-                res = self._solve_target(lq, u, mk, self._row_targets(rows, step), hint)
+                hint = None if self._beta_prev is None else take(self._beta_prev)
+                res = self._solve_target(lq, u, mk, take(self._row_targets(step)), hint)
             ok = res["success"] & _valid_log_policy(res["log_policy"], mk)
-            good = torch.where(ok.unsqueeze(1), res["log_policy"], logq[rows])
-            new[rows] = torch.where(mk, good, torch.full_like(good, -math.inf))
-            thr[rows] = torch.where(ok.unsqueeze(1), res["thresholds"],
-                                    torch.full_like(res["thresholds"], math.nan))
-            tra[rows] = torch.where(ok.view(-1, 1, 1), res["transfers"],
-                                    torch.zeros_like(res["transfers"]))
-            res_[rows] = res["residual"].to(res_.dtype)
-            nit[rows] = res["nit"].to(torch.long)
-            succ[rows] = ok
-            kl[rows] = torch.where(ok, res["kl"], torch.zeros_like(res["kl"]))
-            beta_used[rows] = res["beta"].to(beta_used.dtype)
-            reached[rows] = res["kl_reached"]
-        self._spent = self._spent + torch.where(active, kl, torch.zeros_like(kl))
-        if self.target_kl is not None and rows.numel():
+            okc = ok.unsqueeze(1)
+            got = {
+                "new": torch.where(mk, torch.where(okc, res["log_policy"], lq_rows),
+                                   take(neg_inf)),
+                "thr": torch.where(okc, res["thresholds"], torch.full_like(res["thresholds"],
+                                                                            math.nan)),
+                "tra": torch.where(okc.unsqueeze(2), res["transfers"],
+                                   torch.zeros_like(res["transfers"])),
+                "res": res["residual"].to(res_.dtype), "nit": res["nit"].to(torch.long),
+                "succ": ok, "kl": torch.where(ok, res["kl"], torch.zeros_like(res["kl"])),
+                "beta": res["beta"].to(beta_used.dtype), "reached": res["kl_reached"],
+            }
+            if full:
+                new, thr, tra, res_, nit = (got[key] for key in ("new", "thr", "tra", "res", "nit"))
+                succ, kl, beta_used, reached = (got[key]
+                                                for key in ("succ", "kl", "beta", "reached"))
+            else:
+                for dst, key in ((new, "new"), (thr, "thr"), (tra, "tra"), (res_, "res"),
+                                 (nit, "nit"), (succ, "succ"), (kl, "kl"), (beta_used, "beta"),
+                                 (reached, "reached")):
+                    dst.index_copy_(0, rows, got[key].to(dst.dtype))
+        self._spent = self._spent + kl  # rows without a game realise no KL
+        if self.target_kl is not None and n:
             # the search of the next step starts at this step's strength (rows that solved)
             assert self._beta_prev is not None
-            prev = self._beta_prev.clone()
-            prev[rows] = torch.where(succ[rows], beta_used[rows].to(prev.dtype), prev[rows])
-            self._beta_prev = prev
+            self._beta_prev = torch.where(solvable & succ, beta_used.to(self._beta_prev.dtype),
+                                          self._beta_prev)
+        out = torch.full_like(logits, -math.inf)
         out.scatter_(1, cand, new)
         out = torch.where(active.unsqueeze(1), out, logp)  # finished rows: left as they were
         t3 = self._clock(dev)
@@ -606,19 +630,32 @@ class _GameProcessor(LogitsProcessor):
             paid = (tra * pi.unsqueeze(1)).sum(2)
             tot = paid.sum(1, keepdim=True)
             shares = torch.where(tot > 0, paid / tot.clamp_min(1e-30), torch.zeros_like(paid))
-            step = input_ids.shape[1] - self._prompt_len
+            host = _to_host({"active": active, "candidates": cand, "cand_mask": cmask,
+                             "thresholds": thr, "transfers": tra, "shares": shares,
+                             "residual": res_, "nit": nit, "success": succ, "kl": kl,
+                             "beta": beta_used, "kl_reached": reached})
             self.trace.append(StepRecord(
-                step=step, active=active.cpu().numpy(), candidates=cand.cpu().numpy(),
-                cand_mask=cmask.cpu().numpy(), n_candidates=cmask.sum(1).cpu().numpy(),
-                thresholds=thr.cpu().numpy(), transfers=tra.cpu().numpy(),
-                shares=shares.cpu().numpy(), residual=res_.cpu().numpy(),
-                nit=nit.cpu().numpy(), success=succ.cpu().numpy(),
-                fallback=(~succ & active).cpu().numpy(), kl=kl.cpu().numpy(),
-                beta=beta_used.cpu().numpy(), kl_reached=reached.cpu().numpy(),
-                solve_seconds=t3 - t2, reward_seconds=t2 - t1,
-                total_seconds=time.perf_counter() - t0,
+                step=step, n_candidates=host["cand_mask"].sum(1),
+                fallback=~host["success"] & host["active"], solve_seconds=t3 - t2,
+                reward_seconds=t2 - t1, total_seconds=time.perf_counter() - t0, **host,
             ))
         return out.to(scores.dtype)
+
+
+def _to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Copy a step's record to the host in **one** transfer (one float64 block, split and cast
+    back to each tensor's dtype; token ids are exact in float64)."""
+    first = next(iter(tensors.values()))
+    B = first.shape[0]
+    block = torch.cat([t.reshape(B, -1).to(torch.float64) for t in tensors.values()], dim=1)
+    block = block.cpu().numpy()
+    out, j = {}, 0
+    for key, t in tensors.items():
+        width = t[0].numel() if B else int(np.prod(t.shape[1:]))
+        dtype = {torch.bool: np.bool_, torch.long: np.int64}.get(t.dtype, np.float32)
+        out[key] = block[:, j:j + width].reshape(t.shape).astype(dtype)
+        j += width
+    return out
 
 
 def _select(res: dict[str, torch.Tensor], j: torch.Tensor, N: int, G: int
@@ -637,10 +674,10 @@ def _kl(logpi: torch.Tensor, logq: torch.Tensor, mask: torch.Tensor) -> torch.Te
 
 
 def _valid_log_policy(logpi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Rows whose log policy is a distribution on the candidates (no NaN, no +inf, sums to 1)."""
-    clean = ~torch.isnan(logpi).any(1) & ~(logpi == math.inf).any(1)
+    """Rows whose log policy is a distribution on the candidates (sums to 1; a NaN or +inf on
+    a candidate makes the sum NaN or inf, which fails the test)."""
     z = torch.logsumexp(torch.where(mask, logpi, torch.full_like(logpi, -math.inf)), dim=1)
-    return clean & (z.abs() < 1e-3)
+    return z.abs() < 1e-3
 
 
 class CageLogitsProcessor(_GameProcessor):

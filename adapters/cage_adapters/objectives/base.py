@@ -42,29 +42,32 @@ def normalize_rewards(r: Any, mask: Any, how: str | float = "zscore") -> Any:
 
     Parameters
     ----------
-    r : torch.Tensor, shape (B, k)
-        Raw rewards.
+    r : torch.Tensor, shape (B, k) or (B, m, k)
+        Raw rewards (one row per batch row, or ``m`` objectives' rows stacked: each of the
+        ``B * m`` rows is normalised on its own).
     mask : torch.BoolTensor, shape (B, k)
         True for real candidates (other entries are returned as 0).
     how : {"zscore", "center", "none"} or float
 
     Returns
     -------
-    torch.Tensor, shape (B, k)
+    torch.Tensor, the shape of ``r``
     """
     import torch
 
+    if r.dim() == 3 and mask.dim() == 2:
+        mask = mask.unsqueeze(1)
     r = torch.where(mask, r, torch.zeros_like(r))
     if how == "none":
         return r
     if not isinstance(how, str):
         return r * float(how)
-    n = mask.sum(dim=1, keepdim=True).clamp_min(1)
-    mean = r.sum(dim=1, keepdim=True) / n
+    n = mask.sum(dim=-1, keepdim=True).clamp_min(1)
+    mean = r.sum(dim=-1, keepdim=True) / n
     d = torch.where(mask, r - mean, torch.zeros_like(r))
     if how == "center":
         return d
-    std = torch.sqrt((d * d).sum(dim=1, keepdim=True) / n)
+    std = torch.sqrt((d * d).sum(dim=-1, keepdim=True) / n)
     z = d / std.clamp_min(1e-6)
     return torch.where(std > 1e-6, z, torch.zeros_like(z))
 
