@@ -514,19 +514,29 @@ def gemma_tokenizer_path() -> Path:
         "format": _EXPORT_FORMAT,
         "with_model": False,
     }
-    target = cache_dir() / "gemma-3-270m-tokenizer"
+    return _export_assembled(
+        "gemma-3-270m-tokenizer", stamp, "exporting the Gemma 3 tokenizer to {} (once, about "
+        "a minute)...", lambda gguf: Path(module.assemble(gguf)), with_model=False)
+
+
+def _export_assembled(name: str, stamp: dict[str, Any], message: str,
+                      assemble: Any, with_model: bool) -> Path:
+    """``cache_dir() / name`` when its export checks out against ``stamp``; else export it from
+    a GGUF that ``assemble(path)`` writes to a temporary file, deleted afterwards (``message``
+    is said first, ``{}`` standing for the folder)."""
+    target = cache_dir() / name
     reason = check_export(target, stamp, full=_full_verify())
     if reason is None:
         return target
     target, _ = _private_target(target, stamp, reason)
-    _say(f"exporting the Gemma 3 tokenizer to {target} (once, about a minute)...")
+    _say(message.format(target))
     target.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="gemma-gguf-", dir=target.parent))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-gguf-", dir=target.parent))
     try:
-        gguf_path = Path(module.assemble(workdir / "gemma-3-270m-q4_k_m.gguf"))
-        export_gguf(gguf_path, target, with_model=False, stamp=stamp)
+        gguf_path = Path(assemble(workdir / f"{name}.gguf"))
+        export_gguf(gguf_path, target, with_model=with_model, stamp=stamp, progress=with_model)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)  # the 250 MB GGUF is not kept
+        shutil.rmtree(workdir, ignore_errors=True)  # the assembled GGUF is not kept
     return target
 
 
@@ -571,24 +581,17 @@ def chunked_gguf_model_path(prefix: str, parts: int, name: str) -> Path:
         "format": _EXPORT_FORMAT,
         "with_model": True,
     }
-    target = cache_dir() / name
-    reason = check_export(target, stamp, full=_full_verify())
-    if reason is None:
-        return target
-    target, _ = _private_target(target, stamp, reason)
-    _say(f"assembling {len(files)} parts of {name} and exporting it to {target} (once)...")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-gguf-", dir=target.parent))
-    try:
-        gguf_path = workdir / f"{name}.gguf"
-        with gguf_path.open("wb") as out:
+
+    def concatenate(gguf: Path) -> Path:
+        with gguf.open("wb") as out:
             for f in files:
                 with f.open("rb") as src:
                     shutil.copyfileobj(src, out, 1 << 24)
-        export_gguf(gguf_path, target, stamp=stamp, progress=True)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)  # the assembled GGUF is not kept
-    return target
+        return gguf
+
+    return _export_assembled(
+        name, stamp, f"assembling {len(files)} parts of {name} and exporting it to {{}} "
+        "(once)...", concatenate, with_model=True)
 
 
 def load_gemma_tokenizer():
