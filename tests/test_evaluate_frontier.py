@@ -62,6 +62,14 @@ def test_frontier_end_to_end_and_resume(tok, model, tmp_path, monkeypatch):
     assert len(cage["points"]) == 3
     lin = out["methods"]["linear"]["kl=0.3"]["hv_diff_to_cage"]["kl=0.3"]
     assert lin["lo"] <= lin["estimate"] <= lin["hi"]
+    # every pair: the same number against CAGE, and each reverse is the negative
+    assert out["methods"]["linear"]["kl=0.3"]["hv_diff"]["cage kl=0.3"] == pytest.approx(lin)
+    rev = out["methods"]["cage"]["kl=0.3"]["hv_diff"]["linear kl=0.3"]
+    assert (rev["estimate"], rev["lo"], rev["hi"]) == pytest.approx(
+        (-lin["estimate"], -lin["hi"], -lin["lo"]))
+    plain = out["methods"]["plain"]["base"]["hv_diff"]
+    assert {"cage kl=0.3", "linear kl=0.3", "args w=1.5", "bon n=2"} <= set(plain)
+    assert "plain base" not in plain
     assert set(out["methods"]["bon"]) >= {"n=2"}
     assert "floor" in cage and cage["floor"] <= 1e9
     assert set(out["methods"]["linear"]["kl=0.3"]["paired_diff_to_cage"]) >= {"fluency", "floor"}

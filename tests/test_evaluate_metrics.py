@@ -98,5 +98,11 @@ def test_report_tables_from_results():
            "methods": {"linear": {"kl=0.5": e}}}
     text = rst_tables(res)
     assert "vs kl=0.5: -0.50 [-1.00, +0.25]" in text
+    assert "row - column" not in text  # no pairwise table without pairwise differences
+    e2 = dict(e, hv_diff={"linear kl=0.5": {"estimate": 0.5, "lo": -0.25, "hi": 1.0}})
+    res2 = {"config": res["config"], "methods": {"linear": {"kl=0.5": e},
+                                                  "cage": {"kl=0.5": e2}}}
+    pair = rst_tables(res2).split("\n\n")[-1]
+    assert "row - column" in pair and "+0.50 [-0.25, +1.00]" in pair
     assert "3.25" in text and "(1, 0)" in text and "+1.50" in text
     assert text.splitlines()[0].startswith("======")

@@ -609,10 +609,12 @@ def summarize(cfg: FrontierConfig, cells: dict[str, dict[str, Any]]) -> dict[str
         ``fluency``, ``nonword``, ``distinct_1``, ``distinct_2``, ``finished``, ``tokens``,
         ``tokens_per_s``, ``seconds_per_text``, ``spearman`` (per objective, texts) and
         ``spearman_means`` (weight means), ``hv_diff_to_cage`` (per CAGE strength: estimate and
-        95% bootstrap interval over prompts), ``floor`` (the worst objective's loss against its
-        solo decoding at the most balanced weight), ``paired_diff_to_cage`` (fluency,
-        trigger rate and floor differences to CAGE at the same strength, with intervals) and,
-        with ``corrupt``, ``trigger_rate`` (share of generated tokens that are triggers).
+        95% bootstrap interval over prompts), ``hv_diff`` (the same against every other
+        method and strength, keyed ``"method strength"``), ``floor`` (the worst objective's
+        loss against its solo decoding at the most balanced weight), ``paired_diff_to_cage``
+        (fluency, trigger rate and floor differences to CAGE at the same strength, with
+        intervals) and, with ``corrupt``, ``trigger_rate`` (share of generated tokens that are
+        triggers).
     """
     m = len(cfg.objectives)
     grid = weight_grid(m, cfg.weights)
@@ -753,6 +755,17 @@ def summarize(cfg: FrontierConfig, cells: dict[str, dict[str, Any]]) -> dict[str
         if paired:
             entry["paired_diff_to_cage"] = paired
         methods.setdefault(meth, {})[label] = entry
+    # every difference between two methods (and strengths): row minus column, one bootstrap
+    # per pair (the reverse is its negative, with the same resamples)
+    keys = list(entries)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            d = bootstrap_diff(lambda idx, a=a, b=b: hv_of(a, idx) - hv_of(b, idx),
+                               range(len(cfg.prompts)), n_boot=cfg.n_boot)
+            methods[a[0]][a[1]].setdefault("hv_diff", {})[f"{b[0]} {b[1]}"] = d
+            methods[b[0]][b[1]].setdefault("hv_diff", {})[f"{a[0]} {a[1]}"] = {
+                "estimate": -d["estimate"], "lo": -d["hi"], "hi": -d["lo"],
+                "n_boot": d["n_boot"]}
     judges = {}
     for n in cfg.objectives:
         try:

@@ -28,7 +28,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def rst_tables(results: dict[str, Any]) -> str:
-    """A summary table (one row per method and strength) and a per-weight table."""
+    """A summary table (one row per method and strength), a per-weight table and, when the
+    results have them, the hypervolume differences of every pair (row minus column)."""
     names = results["config"]["objectives"]
     rows = []
     for meth, by in results["methods"].items():
@@ -52,6 +53,15 @@ def rst_tables(results: dict[str, Any]) -> str:
                              *[f"{x:.3f}" for x in raw], *[f"{x:+.2f}" for x in z]])
     out.append(_table(["method", "strength", "weights", *[f"judge {n}" for n in names],
                        *[f"z {n}" for n in names]], rows))
+    labels = [f"{meth} {label}" for meth, by in results["methods"].items() for label in by]
+    if any("hv_diff" in e for by in results["methods"].values() for e in by.values()):
+        rows = []
+        for meth, by in results["methods"].items():
+            for label, e in by.items():
+                d = e.get("hv_diff", {})
+                rows.append([f"{meth} {label}",
+                             *[_ci(d.get(col)) if col in d else "" for col in labels]])
+        out.append(_table(["row - column", *labels], rows))
     return "\n\n".join(out)
 
 
