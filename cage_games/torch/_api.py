@@ -645,8 +645,12 @@ def solve_batch_kl(
                 cp = cp[rows]
         if cp is not None and caps_unit == "beta":
             cp = cp * b  # (rows, m) caps in utility units at this temperature
-        return solve_batch(torch.where(al, b * lq, -math.inf), uu, b.squeeze(-1), None, cp,
-                           backend=bk, **opts)  # fmt: skip
+        sol = solve_batch(torch.where(al, b * lq, -math.inf), uu, b.squeeze(-1), None, cp,
+                          backend=bk, **opts)  # fmt: skip
+        # the search's later solves differ from the first only by the (positive, finite)
+        # temperatures it computes: the first call's checks cover them
+        opts["check_inputs"] = False
+        return sol
 
     if tgt is None:
         sol = solve(bt)
