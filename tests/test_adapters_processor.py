@@ -477,3 +477,38 @@ def test_processor_backends_agree(tok, model, mode):
     np.testing.assert_allclose(ra.beta, rb.beta, rtol=1e-6)
     with pytest.raises(ValueError, match="backend must be one of"):
         CageLogitsProcessor(objs, backend="gpu")
+
+
+class _ModSeven(obj.Objective):
+    """Token rewards that depend only on the candidate id (cheap, deterministic)."""
+
+    def rewards(self, ctx):
+        return (ctx.candidates % 7).float()
+
+
+@pytest.mark.parametrize("mode", [{"beta": 0.7}, {"target_kl": 0.2}])
+def test_a_finished_row_is_left_alone_and_the_others_solve_as_alone(tok, mode):
+    eos = tok.eos_token_id
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(5, len(tok), (3, 4), generator=gen)
+    scores = [torch.randn(3, len(tok), generator=gen) for _ in range(2)]
+    nxt = torch.tensor([[11], [eos], [12]])
+
+    def run(rows):
+        proc = CageLogitsProcessor([_ModSeven(tok, "a"), _ModSeven(tok, "b")], [1.0, 0.5],
+                                   top_k=6, eos_token_id=[eos], **mode)
+        proc(ids[rows], scores[0][rows])
+        out = proc(torch.cat([ids, nxt], 1)[rows], scores[1][rows])
+        return out, proc.trace[-1]
+
+    out, rec = run([0, 1, 2])  # row 1 finished: the step runs with one row without a game
+    assert rec.active.tolist() == [True, False, True]
+    logp = torch.log_softmax(scores[1][1], dim=0)
+    assert torch.allclose(out[1], logp)  # left as it was
+    assert rec.kl[1] == 0 and np.isnan(rec.thresholds[1]).all() and not rec.fallback[1]
+    assert (rec.transfers[1] == 0).all()
+    alone, rec_alone = run([0, 2])  # the same rows in a batch where every row solves
+    assert torch.allclose(out[[0, 2]], alone, atol=1e-5)
+    np.testing.assert_allclose(rec.kl[[0, 2]], rec_alone.kl, rtol=1e-5)
+    np.testing.assert_allclose(rec.thresholds[[0, 2]], rec_alone.thresholds, rtol=1e-4,
+                               atol=1e-6)

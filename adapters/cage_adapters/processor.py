@@ -567,18 +567,18 @@ class _GameProcessor(LogitsProcessor):
         m, k = r.shape[1], cand.shape[1]
         neg_inf = torch.full_like(logq, -math.inf)
         step = input_ids.shape[1] - self._prompt_len
-        # what rows without a game keep: the base policy on C, no payments, no KL
-        new = torch.where(cmask, logq, neg_inf)
-        thr = torch.full((B, m), math.nan, device=dev)
-        tra = torch.zeros((B, m, k), device=dev)
-        res_ = torch.zeros(B, device=dev)
-        nit = torch.zeros(B, dtype=torch.long, device=dev)
-        succ = torch.ones(B, dtype=torch.bool, device=dev)
-        kl = torch.zeros(B, device=dev)
-        beta_used = torch.full((B,), self.beta, device=dev)
-        reached = torch.ones(B, dtype=torch.bool, device=dev)
+        full = n == B  # the usual step: every row solves, no defaults, gathers or scatters
+        if not full:  # what rows without a game keep: the base policy on C, no payments, no KL
+            keep = {"new": torch.where(cmask, logq, neg_inf),
+                    "thr": torch.full((B, m), math.nan, device=dev),
+                    "tra": torch.zeros((B, m, k), device=dev),
+                    "res": torch.zeros(B, device=dev),
+                    "nit": torch.zeros(B, dtype=torch.long, device=dev),
+                    "succ": torch.ones(B, dtype=torch.bool, device=dev),
+                    "kl": torch.zeros(B, device=dev),
+                    "beta": torch.full((B,), self.beta, device=dev),
+                    "reached": torch.ones(B, dtype=torch.bool, device=dev)}
         if n:
-            full = n == B  # the usual step: every row solves, no gathering or scattering
 
             def take(x: torch.Tensor) -> torch.Tensor:
                 return x if full else x.index_select(0, rows)
@@ -602,19 +602,17 @@ class _GameProcessor(LogitsProcessor):
                                                                             math.nan)),
                 "tra": torch.where(okc.unsqueeze(2), res["transfers"],
                                    torch.zeros_like(res["transfers"])),
-                "res": res["residual"].to(res_.dtype), "nit": res["nit"].to(torch.long),
+                "res": res["residual"].to(torch.float32), "nit": res["nit"].to(torch.long),
                 "succ": ok, "kl": torch.where(ok, res["kl"], torch.zeros_like(res["kl"])),
-                "beta": res["beta"].to(beta_used.dtype), "reached": res["kl_reached"],
+                "beta": res["beta"].to(torch.float32), "reached": res["kl_reached"],
             }
-            if full:
-                new, thr, tra, res_, nit = (got[key] for key in ("new", "thr", "tra", "res", "nit"))
-                succ, kl, beta_used, reached = (got[key]
-                                                for key in ("succ", "kl", "beta", "reached"))
-            else:
-                for dst, key in ((new, "new"), (thr, "thr"), (tra, "tra"), (res_, "res"),
-                                 (nit, "nit"), (succ, "succ"), (kl, "kl"), (beta_used, "beta"),
-                                 (reached, "reached")):
+            if not full:
+                for key, dst in keep.items():
                     dst.index_copy_(0, rows, got[key].to(dst.dtype))
+        step_out = got if full else keep
+        new, thr, tra, res_, nit, succ, kl, beta_used, reached = (
+            step_out[key] for key in ("new", "thr", "tra", "res", "nit", "succ", "kl", "beta",
+                                      "reached"))
         self._spent = self._spent + kl  # rows without a game realise no KL
         if self.target_kl is not None and n:
             # the search of the next step starts at this step's strength (rows that solved)
