@@ -679,6 +679,19 @@ def summarize(cfg: FrontierConfig, cells: dict[str, dict[str, Any]]) -> dict[str
         pts = np.asarray([np.nanmean(pp[idx], axis=0) for pp in per_prompt[key]])
         return hypervolume(pts, ref)
 
+    # every difference between two methods (and strengths): row minus column, one bootstrap
+    # per pair (the reverse is its negative, with the same resamples)
+    keys = list(entries)
+    hv_diff: dict[tuple[str, str], dict[tuple[str, str], dict[str, float]]] = {
+        k: {} for k in keys}
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            d = bootstrap_diff(lambda idx, a=a, b=b: hv_of(a, idx) - hv_of(b, idx),
+                               range(len(cfg.prompts)), n_boot=cfg.n_boot)
+            hv_diff[a][b] = d
+            hv_diff[b][a] = {"estimate": -d["estimate"], "lo": -d["hi"], "hi": -d["lo"],
+                             "n_boot": d["n_boot"]}
+
     methods: dict[str, dict[str, Any]] = {}
     cage_keys = [k for k in entries if k[0] == "cage"]
     for key, lst in entries.items():
@@ -726,14 +739,11 @@ def summarize(cfg: FrontierConfig, cells: dict[str, dict[str, Any]]) -> dict[str
                                  for i, n in enumerate(cfg.objectives)}
             entry["spearman_means"] = {n: spearman([w[i] for (w, _, _) in lst], pts_raw[:, i])
                                        for i, n in enumerate(cfg.objectives)}
-        diffs = {}
-        for ck in cage_keys:
-            if ck == key or (meth in _STEER_FAMILY and ck[1] != label):
-                continue
-            res = bootstrap_diff(lambda idx, a=key, b=ck: hv_of(a, idx) - hv_of(b, idx),
-                                 range(len(cfg.prompts)), n_boot=cfg.n_boot)
-            diffs[ck[1]] = res
-        entry["hv_diff_to_cage"] = diffs
+        entry["hv_diff_to_cage"] = {
+            ck[1]: hv_diff[key][ck] for ck in cage_keys
+            if ck != key and not (meth in _STEER_FAMILY and ck[1] != label)}
+        if hv_diff[key]:
+            entry["hv_diff"] = {f"{b[0]} {b[1]}": d for b, d in hv_diff[key].items()}
         fl = _floor(lst, per_prompt[key], grid)
         if fl is not None:
             entry["floor"] = float(fl(np.arange(len(cfg.prompts))))
@@ -755,17 +765,6 @@ def summarize(cfg: FrontierConfig, cells: dict[str, dict[str, Any]]) -> dict[str
         if paired:
             entry["paired_diff_to_cage"] = paired
         methods.setdefault(meth, {})[label] = entry
-    # every difference between two methods (and strengths): row minus column, one bootstrap
-    # per pair (the reverse is its negative, with the same resamples)
-    keys = list(entries)
-    for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
-            d = bootstrap_diff(lambda idx, a=a, b=b: hv_of(a, idx) - hv_of(b, idx),
-                               range(len(cfg.prompts)), n_boot=cfg.n_boot)
-            methods[a[0]][a[1]].setdefault("hv_diff", {})[f"{b[0]} {b[1]}"] = d
-            methods[b[0]][b[1]].setdefault("hv_diff", {})[f"{a[0]} {a[1]}"] = {
-                "estimate": -d["estimate"], "lo": -d["hi"], "hi": -d["lo"],
-                "n_boot": d["n_boot"]}
     judges = {}
     for n in cfg.objectives:
         try:
