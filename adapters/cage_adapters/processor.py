@@ -649,7 +649,7 @@ def _to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     block = block.cpu().numpy()
     out, j = {}, 0
     for key, t in tensors.items():
-        width = t[0].numel() if B else int(np.prod(t.shape[1:]))
+        width = int(np.prod(t.shape[1:]))
         dtype = {torch.bool: np.bool_, torch.long: np.int64}.get(t.dtype, np.float32)
         out[key] = block[:, j:j + width].reshape(t.shape).astype(dtype)
         j += width
